@@ -1,0 +1,1 @@
+"""A local Kubernetes control plane (etcd, apiserver, controller-manager, scheduler, kwok)."""

@@ -1,0 +1,7 @@
+"""`python -m modelship_localcluster`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Builds the local control plane's binaries from the official Go modules (no downloads from release
+# sites) into a cache outside the repository, keyed by version:
+#   $MODELSHIP_CACHE/bin/<version-key>/{etcd,kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,kwok,helm}
+# A tool whose binary is already cached is skipped, so a warm run does nothing.
+# Prints the directory holding the binaries on its last line.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+cache=${MODELSHIP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelship}
+bindir="$cache/bin"
+mkdir -p "$bindir"
+export CGO_ENABLED=0 GOFLAGS=-mod=mod
+
+log() { echo "[toolchain] $*" >&2; }
+
+# have NAME VERSION: true when the versioned binary is cached; its stable name is a symlink to it.
+have() { [ -x "$bindir/$1-$2" ]; }
+link() { ln -sfn "$1-$2" "$bindir/$1"; }
+
+# A scratch module whose replace lines pin each module the target's go.mod points at a local path.
+# $1 scratch dir, $2 target module, $3 its version, $4 sed expression turning the target's
+# "path => ./local" lines into "path => path <version>" lines.
+scratch_module() {
+  local dir=$1 module=$2 version=$3 rewrite=$4 gomod
+  rm -rf "$dir" && mkdir -p "$dir"
+  gomod=$(go mod download -json "$module@$version" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+  {
+    echo "module modelship.dev/toolchain-scratch"
+    sed -n 's/^go \(.*\)/go \1/p' "$gomod"
+    echo "require $module $version"
+    echo "replace ("
+    grep -E '^\s+\S+ => \.\.?/' "$gomod" | sed -E "$rewrite"
+    echo ")"
+  } >"$dir/go.mod"
+  (cd "$dir" && go mod tidy -e >/dev/null 2>&1 || true)
+}
+
+build_kubernetes() {
+  local v=$KUBERNETES_VERSION tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl) missing=()
+  for t in "${tools[@]}"; do have "$t" "$v" || missing+=("$t"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "building ${missing[*]} $v from k8s.io/kubernetes (a cold build takes many minutes)"
+    local dir="$cache/src/kubernetes-$v" staging="v0.${v#v1.}"
+    # k8s.io/kubernetes points every k8s.io/* staging module at ./staging; pin each to its v0.X.Y tag.
+    scratch_module "$dir" k8s.io/kubernetes "$v" "s#^\s+(\S+) => .*#\t\1 => \1 $staging#"
+    local minor=${v#v1.}; minor=${minor%%.*}
+    local ld="-s -w"
+    for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+      ld+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+      ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+    done
+    local pkgs=()
+    for t in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$t"); done
+    (cd "$dir" && for p in "${pkgs[@]}"; do go get "$p@$v" >/dev/null 2>&1 || true; done
+      go build -trimpath -ldflags "$ld" -o "$dir/out/" "${pkgs[@]}")
+    for t in "${missing[@]}"; do mv "$dir/out/$t" "$bindir/$t-$v"; done
+  fi
+  for t in "${tools[@]}"; do link "$t" "$v"; done
+}
+
+build_etcd() {
+  local v=$ETCD_VERSION
+  if ! have etcd "$v"; then
+    log "building etcd $v from go.etcd.io/etcd/server/v3"
+    local dir="$cache/src/etcd-$v"
+    # The server's go.mod points its sibling modules at ../; pin them to the same release.
+    scratch_module "$dir" go.etcd.io/etcd/server/v3 "$v" "s#^\s+(\S+) => .*#\t\1 => \1 $v#"
+    (cd "$dir" && go get "go.etcd.io/etcd/server/v3@$v" >/dev/null 2>&1 || true
+      go build -trimpath -ldflags "-s -w" -o "$bindir/etcd-$v" go.etcd.io/etcd/server/v3)
+  fi
+  link etcd "$v"
+}
+
+# go_install NAME VERSION PACKAGE [LDFLAGS]: modules that build as they are.
+go_install() {
+  local name=$1 v=$2 pkg=$3 ld=${4:-}
+  if ! have "$name" "$v"; then
+    log "building $name $v"
+    local tmp; tmp=$(mktemp -d)
+    GOBIN="$tmp" go install -trimpath -ldflags "-s -w $ld" "$pkg@$v"
+    mv "$tmp/$name" "$bindir/$name-$v" && rmdir "$tmp"
+  fi
+  link "$name" "$v"
+}
+
+build_etcd
+go_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+build_kubernetes
+echo "$bindir"

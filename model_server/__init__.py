@@ -1,0 +1,1 @@
+"""modelship model server (TF Serving-compatible); built in a later issue."""

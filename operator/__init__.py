@@ -1,0 +1,1 @@
+"""modelship operator: reconciles ModelDeployment and TrainingJob objects."""

@@ -1,0 +1,1 @@
+"""Typed API models for modelship.dev/v1alpha1; the source of truth for crds/."""

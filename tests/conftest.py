@@ -1,0 +1,56 @@
+"""Shared fixtures: markers by folder, and one real local control plane per test session."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from modelship_localcluster.cli import install_crds
+from modelship_localcluster.cluster import LocalCluster
+
+ROOT = Path(__file__).resolve().parent.parent
+MARKER_BY_FOLDER = {"unit": "unit", "integration": "integration", "e2e": "e2e"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test's folder names its marker, so `-m unit` and friends need no decorators."""
+    for item in items:
+        folder = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
+        if folder in MARKER_BY_FOLDER:
+            item.add_marker(MARKER_BY_FOLDER[folder])
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[LocalCluster]:
+    """The real control plane (etcd, apiserver, controller-manager, scheduler, kwok nodes)."""
+    root = ROOT / ".cluster" / "pytest"
+    if root.exists():
+        stale = LocalCluster.attach(root)
+        if stale:
+            stale.stop()
+        shutil.rmtree(root)
+    local = LocalCluster(root=root)
+    local.start()
+    yield local
+    # Logs stay in .cluster/pytest/logs for a look after a failed run.
+    local.stop()
+
+
+@pytest.fixture(scope="session")
+def crds_installed(cluster: LocalCluster) -> LocalCluster:
+    install_crds(cluster, ROOT / "crds")
+    return cluster
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """A failing test that used the cluster shows the tail of every component log."""
+    report = yield
+    local = getattr(item, "funcargs", {}).get("cluster") or getattr(item, "funcargs", {}).get(
+        "crds_installed"
+    )
+    if report.failed and isinstance(local, LocalCluster):  # type: ignore[attr-defined]
+        report.sections.append(("control-plane logs", local.log_tails(lines=40)))  # type: ignore[attr-defined]
+    return report

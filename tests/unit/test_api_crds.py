@@ -1,0 +1,79 @@
+"""The generated CRDs and API docs match the typed models and are valid structural schemas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from modelship_operator.api.crds import KINDS, MODEL_DEPLOYMENT, openapi_schema
+from modelship_operator.api.modeldeployment import ModelDeploymentSpec
+from modelship_operator.api.render import render_all
+from modelship_operator.api.trainingjob import TrainingJobSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("relative", sorted(render_all()))
+def test_generated_file_is_up_to_date(relative: str) -> None:
+    committed = (ROOT / relative).read_text()
+    assert committed == render_all()[relative], f"{relative} drifted: run `make crds`"
+
+
+def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    found: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        found.append((path, node))
+        for name, child in node.get("properties", {}).items():
+            found += _walk(child, f"{path}.{name}")
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                found += _walk(node[key], f"{path}[{key}]")
+    return found
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_schema_is_structural(kind: Any) -> None:
+    for path, node in _walk(openapi_schema(kind)):
+        assert not {"$ref", "title", "$defs"} & node.keys(), path
+        if node.get("x-kubernetes-int-or-string"):
+            continue
+        assert "anyOf" not in node, f"{path}: anyOf outside int-or-string"
+        assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), path
+
+
+def test_model_deployment_has_scale_and_status_subresources() -> None:
+    scale = MODEL_DEPLOYMENT.subresources["scale"]
+    schema = openapi_schema(MODEL_DEPLOYMENT)
+    assert scale["specReplicasPath"] == ".spec.replicas"
+    assert "replicas" in schema["properties"]["status"]["properties"]
+    assert "selector" in schema["properties"]["status"]["properties"]
+
+
+def test_every_spec_field_is_documented() -> None:
+    docs = (ROOT / "docs/api.md").read_text()
+    for kind in KINDS:
+        for path, node in _walk(openapi_schema(kind)["properties"]["spec"], "spec"):
+            if "[" in path:
+                continue
+            assert node.get("description"), f"{kind.kind} {path} has no description"
+            assert f"`{path}`" in docs, f"{path} missing from docs/api.md"
+
+
+@pytest.mark.parametrize(
+    "example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_examples_parse_with_the_typed_models(example: Path) -> None:
+    for doc in yaml.safe_load_all(example.read_text()):
+        model = {"ModelDeployment": ModelDeploymentSpec, "TrainingJob": TrainingJobSpec}[
+            doc["kind"]
+        ]
+        model.model_validate(doc["spec"])
+
+
+def test_defaults_come_from_the_models() -> None:
+    spec = ModelDeploymentSpec.model_validate({"storageUri": "s3://bucket/model"})
+    schema = openapi_schema(MODEL_DEPLOYMENT)["properties"]["spec"]["properties"]
+    assert schema["replicas"]["default"] == spec.replicas == 1
+    assert schema["server"]["properties"]["image"]["default"] == spec.server.image

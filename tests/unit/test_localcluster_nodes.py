@@ -1,0 +1,49 @@
+"""Fake node shapes: GPU capacity, GPU Feature Discovery labels, taints."""
+
+from __future__ import annotations
+
+import pytest
+from modelship_localcluster.nodes import (
+    DEFAULT_POOLS,
+    NodePool,
+    build_node,
+    build_nodes,
+    load_pools,
+)
+
+
+def test_gpu_node_advertises_capacity_labels_and_taint() -> None:
+    pool = NodePool(
+        "gpu", 1, gpus=8, gpu_product="NVIDIA-H100-80GB-HBM3", gpu_memory_mib=81559, gpu_taint=True
+    )
+    node = build_node(pool, 0)
+    assert node["metadata"]["name"] == "gpu-0"
+    assert node["status"]["capacity"]["nvidia.com/gpu"] == "8"
+    labels = node["metadata"]["labels"]
+    assert labels["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
+    assert labels["nvidia.com/gpu.memory"] == "81559"
+    assert labels["nvidia.com/gpu.present"] == "true"
+    assert node["spec"]["taints"] == [
+        {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+    ]
+
+
+def test_cpu_node_has_no_gpu_traits() -> None:
+    node = build_node(NodePool("cpu", 1), 0)
+    assert "nvidia.com/gpu" not in node["status"]["capacity"]
+    assert not any(k.startswith("nvidia.com/") for k in node["metadata"]["labels"])
+    assert node["spec"] == {}
+
+
+def test_default_pools_mix_cpu_tainted_and_untainted_gpu_nodes() -> None:
+    nodes = build_nodes(DEFAULT_POOLS)
+    gpu = [n for n in nodes if "nvidia.com/gpu" in n["status"]["capacity"]]
+    tainted = [n for n in gpu if n["spec"].get("taints")]
+    assert len(nodes) > len(gpu) > len(tainted) > 0
+
+
+def test_load_pools_reads_yaml_and_rejects_other_shapes() -> None:
+    pools = load_pools("- {name: big, count: 3, gpus: 2, gpu_product: L4}\n")
+    assert pools == [NodePool("big", 3, gpus=2, gpu_product="L4")]
+    with pytest.raises(ValueError, match="YAML list"):
+        load_pools("name: big\n")
