@@ -12,7 +12,14 @@ from .nodes import DEFAULT_POOLS, load_pools
 
 
 def install_crds(cluster: LocalCluster, crds: Path) -> None:
-    cluster.kubectl("apply", "--server-side", "--field-manager=modelship-cluster", "-f", str(crds))
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=modelship-cluster",
+        "-f",
+        str(crds),
+    )
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(crds))
 
 

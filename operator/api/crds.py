@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -24,7 +24,6 @@ class Kind:
     short_names: list[str]
     printer_columns: list[dict[str, Any]]
     subresources: dict[str, Any]
-    root_validations: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def crd_name(self) -> str:
@@ -36,12 +35,7 @@ def _age() -> dict[str, Any]:
 
 
 # Child objects are named after the CR plus a suffix, and label values stop at 63 characters.
-_NAME_LIMIT = {
-    "rule": "size(self.metadata.name) <= 52",
-    "message": (
-        "metadata.name must be at most 52 characters (names of generated objects build on it)"
-    ),
-}
+MAX_NAME_LENGTH = 52
 
 MODEL_DEPLOYMENT = Kind(
     model=ModelDeployment,
@@ -74,7 +68,6 @@ MODEL_DEPLOYMENT = Kind(
             "labelSelectorPath": ".status.selector",
         },
     },
-    root_validations=[_NAME_LIMIT],
 )
 
 TRAINING_JOB = Kind(
@@ -94,7 +87,6 @@ TRAINING_JOB = Kind(
         _age(),
     ],
     subresources={"status": {}},
-    root_validations=[_NAME_LIMIT],
 )
 
 KINDS = (MODEL_DEPLOYMENT, TRAINING_JOB)
@@ -107,11 +99,13 @@ def openapi_schema(kind: Kind, *, keep_examples: bool = False) -> JsonSchema:
     body["properties"] = {
         "apiVersion": {"type": "string", "description": "modelship.dev/v1alpha1"},
         "kind": {"type": "string", "description": kind.kind},
-        "metadata": {"type": "object"},
+        # The one metadata field a CRD schema may restrict.
+        "metadata": {
+            "type": "object",
+            "properties": {"name": {"type": "string", "maxLength": MAX_NAME_LENGTH}},
+        },
         **body["properties"],
     }
-    if kind.root_validations:
-        body["x-kubernetes-validations"] = kind.root_validations
     return body
 
 
