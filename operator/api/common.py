@@ -129,26 +129,41 @@ class Toleration(ApiModel):
         )
     )
 
-    key: str | None = Field(default=None, max_length=316, description="Taint key to tolerate.")
-    operator: Literal["Exists", "Equal"] | None = Field(
-        default=None, description="How key and value are matched. Default: Equal."
+    key: str | None = Field(
+        default=None, max_length=316, description="Taint key to tolerate.", examples=["dedicated"]
     )
-    value: str | None = Field(default=None, max_length=63, description="Taint value to match.")
+    operator: Literal["Exists", "Equal"] | None = Field(
+        default=None,
+        description="How key and value are matched. Default: Equal.",
+        examples=["Equal"],
+    )
+    value: str | None = Field(
+        default=None, max_length=63, description="Taint value to match.", examples=["ml"]
+    )
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
-        default=None, description="Taint effect to tolerate; empty matches all effects."
+        default=None,
+        description="Taint effect to tolerate; empty matches all effects.",
+        examples=["NoSchedule"],
     )
     toleration_seconds: int | None = Field(
-        default=None, ge=0, description="How long a NoExecute taint is tolerated."
+        default=None,
+        ge=0,
+        description="How long a NoExecute taint is tolerated.",
+        examples=[300],
     )
 
 
 class EnvVar(ApiModel):
     """An environment variable for a container."""
 
-    name: str = Field(min_length=1, max_length=256, description="Variable name.")
-    value: str | None = Field(default=None, description="Literal value.")
+    name: str = Field(
+        min_length=1, max_length=256, description="Variable name.", examples=["LOG_LEVEL"]
+    )
+    value: str | None = Field(default=None, description="Literal value.", examples=["info"])
     value_from: OpaqueObject | None = Field(
-        default=None, description="Source of the value (secretKeyRef, configMapKeyRef, fieldRef)."
+        default=None,
+        description="Source of the value (secretKeyRef, configMapKeyRef, fieldRef).",
+        examples=[{"secretKeyRef": {"name": "api-keys", "key": "token"}}],
     )
 
 
@@ -174,7 +189,23 @@ class Scheduling(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "atomic"},
     )
     affinity: OpaqueObject | None = Field(
-        default=None, description="Pod affinity rules, merged with the GPU node affinity."
+        default=None,
+        description="Pod affinity rules, merged with the GPU node affinity.",
+        examples=[
+            {
+                "podAntiAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "weight": 100,
+                            "podAffinityTerm": {
+                                "topologyKey": "topology.kubernetes.io/zone",
+                                "labelSelector": {"matchLabels": {"team": "vision"}},
+                            },
+                        }
+                    ]
+                }
+            }
+        ],
     )
 
 

@@ -38,7 +38,10 @@ class ReplicaSpec(Scheduling):
         examples=[["python", "/code/train.py"]],
     )
     args: list[str] | None = Field(
-        default=None, max_length=256, description="Arguments to the entrypoint."
+        default=None,
+        max_length=256,
+        description="Arguments to the entrypoint.",
+        examples=[["--epochs=10", "--batch-size=128"]],
     )
     env: list[EnvVar] | None = Field(
         default=None,
@@ -131,6 +134,7 @@ class Output(ApiModel):
         min_length=1,
         max_length=253,
         description="Secret in the same namespace holding the storage credentials.",
+        examples=["s3-credentials"],
     )
 
 

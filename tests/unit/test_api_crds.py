@@ -61,6 +61,16 @@ def test_every_spec_field_is_documented() -> None:
             assert f"`{path}`" in docs, f"{path} missing from docs/api.md"
 
 
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_every_spec_leaf_has_an_example_or_default(kind: Any) -> None:
+    spec = openapi_schema(kind, keep_examples=True)["properties"]["spec"]
+    for path, node in _walk(spec, "spec"):
+        children = node.get("properties") or node.get("items", {}).get("properties")
+        if children or "[additionalProperties]" in path or path.endswith("[items]"):
+            continue
+        assert "examples" in node or "default" in node, f"{kind.kind} {path}: no example"
+
+
 @pytest.mark.parametrize(
     "example", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name
 )
