@@ -77,7 +77,7 @@ def test_get_modelship_lists_both_kinds_with_columns(crds_installed: LocalCluste
     for example in EXAMPLES:
         crds_installed.kubectl("apply", "--server-side", "-f", str(example))
     out = crds_installed.kubectl("get", "modelship").stdout
-    assert "modeldeployment.modelship.dev/half-plus-two" in out
+    assert "modeldeployment.modelship.dev/flowers" in out
     assert "trainingjob.modelship.dev/mnist-single" in out
     header = crds_installed.kubectl("get", "mdep").stdout.splitlines()[0].split()
     assert header[:4] == ["NAME", "READY", "REPLICAS", "MODEL"]
@@ -89,9 +89,9 @@ def test_scale_subresource_is_served(crds_installed: LocalCluster) -> None:
     crds_installed.kubectl(
         "apply", "--server-side", "-f", str(ROOT / "examples/modeldeployment-cpu.yaml")
     )
-    crds_installed.kubectl("scale", "mdep/half-plus-two", "--replicas=3")
+    crds_installed.kubectl("scale", "mdep/flowers", "--replicas=3")
     replicas = crds_installed.kubectl(
-        "get", "mdep/half-plus-two", "-o", "jsonpath={.spec.replicas}"
+        "get", "mdep/flowers", "-o", "jsonpath={.spec.replicas}"
     ).stdout
     assert replicas == "3"
-    crds_installed.kubectl("scale", "mdep/half-plus-two", "--replicas=1")
+    crds_installed.kubectl("scale", "mdep/flowers", "--replicas=1")

@@ -1,0 +1,1 @@
+"""Reconciliation: snapshot of the world in, plan of API calls out, then the calls."""

@@ -1,0 +1,99 @@
+"""Decide, from a snapshot of one ModelDeployment and its children, which writes are needed.
+Pure: the executor performs the plan, and tests check plans without a cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..api.modeldeployment import ModelDeploymentSpec
+from ..resources.children import (
+    CHILD_KINDS,
+    GENERATION_ANNOTATION,
+    desired_children,
+)
+from ..resources.names import ModelDeploymentRef
+from .compare import contains
+
+INVALID_SPEC = "InvalidSpec"
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Snapshot:
+    """What the operator's caches hold for one ModelDeployment."""
+
+    body: dict[str, Any]
+    children: dict[str, dict[str, Any]]  # kind → live object
+    pods: list[dict[str, Any]]
+
+    @property
+    def ref(self) -> ModelDeploymentRef:
+        return ModelDeploymentRef.from_body(self.body)
+
+    @property
+    def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = self.body.get("status") or {}
+        return status
+
+
+@dataclass
+class ChildPlan:
+    """Objects to apply and to delete, each with the event that tells the user about it."""
+
+    apply: list[tuple[dict[str, Any], Event]] = field(default_factory=list)
+    delete: list[tuple[dict[str, Any], Event]] = field(default_factory=list)
+
+
+def stalled_on_invalid_spec(snapshot: Snapshot) -> bool:
+    """The apiserver refused our children for this very generation: retrying cannot help."""
+    for cond in snapshot.status.get("conditions", []):
+        if (
+            cond.get("type") == "Stalled"
+            and cond.get("status") == "True"
+            and cond.get("reason") == INVALID_SPEC
+            and cond.get("observedGeneration") == snapshot.ref.generation
+        ):
+            return True
+    return False
+
+
+def plan_children(snapshot: Snapshot, spec: ModelDeploymentSpec) -> ChildPlan:
+    plan = ChildPlan()
+    if stalled_on_invalid_spec(snapshot):
+        return plan
+    ref = snapshot.ref
+    desired = desired_children(ref, spec)
+    for kind, want in desired.items():
+        live = snapshot.children.get(kind)
+        if live is not None and contains(live, want):
+            continue
+        plan.apply.append((want, _apply_event(kind, want, live, ref)))
+    for kind in CHILD_KINDS:
+        live = snapshot.children.get(kind)
+        if kind not in desired and live is not None:
+            event = Event("Normal", "Deleted", f"deleted {kind} {live['metadata']['name']}")
+            plan.delete.append((live, event))
+    return plan
+
+
+def _apply_event(
+    kind: str, want: dict[str, Any], live: dict[str, Any] | None, ref: ModelDeploymentRef
+) -> Event:
+    name = want["metadata"]["name"]
+    if live is None:
+        return Event("Normal", "Created", f"created {kind} {name}")
+    if kind == "Deployment":
+        before, after = live.get("spec", {}).get("replicas"), want["spec"]["replicas"]
+        if before != after:
+            return Event("Normal", "Scaled", f"scaled Deployment {name} from {before} to {after}")
+    live_generation = live.get("metadata", {}).get("annotations", {}).get(GENERATION_ANNOTATION)
+    if live_generation == str(ref.generation):
+        return Event("Normal", "DriftCorrected", f"restored {kind} {name} to the desired state")
+    return Event("Normal", "Updated", f"updated {kind} {name} to generation {ref.generation}")

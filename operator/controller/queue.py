@@ -1,0 +1,50 @@
+"""A work queue of ModelDeployment keys: a key is queued at most once, never processed by two
+workers at once, and re-queued when it changed while being processed (client-go's contract)."""
+
+from __future__ import annotations
+
+import asyncio
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+class WorkQueue:
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._pending: set[Key] = set()
+        self._active: set[Key] = set()
+        self._dirty: set[Key] = set()
+        self._failures: dict[Key, int] = {}
+
+    def add(self, key: Key) -> None:
+        if key in self._active:
+            self._dirty.add(key)
+        elif key not in self._pending:
+            self._pending.add(key)
+            self._queue.put_nowait(key)
+
+    async def get(self) -> Key:
+        key = await self._queue.get()
+        self._pending.discard(key)
+        self._active.add(key)
+        return key
+
+    def done(self, key: Key) -> None:
+        self._active.discard(key)
+        if key in self._dirty:
+            self._dirty.discard(key)
+            self.add(key)
+
+    def retry_later(self, key: Key, base: float = 0.5, ceiling: float = 60.0) -> float:
+        """Back off exponentially per key after a transient failure; returns the delay."""
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        delay: float = min(ceiling, base * 2 ** (failures - 1))
+        asyncio.get_running_loop().call_later(delay, self.add, key)
+        return delay
+
+    def forget(self, key: Key) -> None:
+        self._failures.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._pending) + len(self._active)

@@ -1,0 +1,1 @@
+"""Pure builders: a ModelDeployment in, the child objects it should have out. No I/O here."""

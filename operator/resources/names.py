@@ -1,0 +1,84 @@
+"""Names, labels and ports shared by every child of a ModelDeployment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..api.crds import GROUP, VERSION
+from ..api.modeldeployment import ModelDeploymentSpec
+
+MANAGED_BY = "modelship"
+FIELD_MANAGER = "modelship"
+OWNER_LABEL = "modelship.dev/modeldeployment"
+REST_PORT = 8501
+GRPC_PORT = 8500
+MODEL_MOUNT = "/mnt/models"
+METRICS_PATH = "/monitoring/prometheus/metrics"
+
+
+@dataclass(frozen=True)
+class ModelDeploymentRef:
+    """What builders need from the object besides its spec."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> ModelDeploymentRef:
+        meta = body["metadata"]
+        return cls(meta["name"], meta["namespace"], meta["uid"], int(meta.get("generation", 1)))
+
+
+def model_name(ref: ModelDeploymentRef, spec: ModelDeploymentSpec) -> str:
+    return spec.model_name or ref.name
+
+
+def selector_labels(ref: ModelDeploymentRef) -> dict[str, str]:
+    """Immutable once a Deployment exists, so only the owner's name."""
+    return {OWNER_LABEL: ref.name}
+
+
+def common_labels(ref: ModelDeploymentRef) -> dict[str, str]:
+    return {
+        **selector_labels(ref),
+        "app.kubernetes.io/name": "modelship-server",
+        "app.kubernetes.io/instance": ref.name,
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+
+
+def selector_string(ref: ModelDeploymentRef) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector_labels(ref).items())
+
+
+def owner_reference(ref: ModelDeploymentRef) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "name": ref.name,
+        "uid": ref.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def child_metadata(ref: ModelDeploymentRef) -> dict[str, Any]:
+    return {
+        "name": ref.name,
+        "namespace": ref.namespace,
+        "labels": common_labels(ref),
+        "ownerReferences": [owner_reference(ref)],
+    }
+
+
+def rest_url(ref: ModelDeploymentRef, spec: ModelDeploymentSpec) -> str:
+    host = f"{ref.name}.{ref.namespace}.svc"
+    return f"http://{host}:{REST_PORT}/v1/models/{model_name(ref, spec)}"
+
+
+def grpc_address(ref: ModelDeploymentRef) -> str:
+    return f"{ref.name}.{ref.namespace}.svc:{GRPC_PORT}"
