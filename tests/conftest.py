@@ -44,13 +44,21 @@ def crds_installed(cluster: LocalCluster) -> LocalCluster:
     return cluster
 
 
+@pytest.fixture(scope="session")
+def operator(crds_installed: LocalCluster) -> LocalCluster:
+    """The cluster with modelship installed from its chart and the operator running, as the
+    chart's ServiceAccount. A short resync so tests also see the periodic pass do nothing."""
+    crds_installed.install_chart(ROOT / "charts" / "modelship")
+    crds_installed.start_operator("--resync-seconds=15")
+    return crds_installed
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
     """A failing test that used the cluster shows the tail of every component log."""
     report = yield
-    local = getattr(item, "funcargs", {}).get("cluster") or getattr(item, "funcargs", {}).get(
-        "crds_installed"
-    )
+    args = getattr(item, "funcargs", {})
+    local = args.get("cluster") or args.get("crds_installed") or args.get("operator")
     if report.failed and isinstance(local, LocalCluster):  # type: ignore[attr-defined]
         report.sections.append(("control-plane logs", local.log_tails(lines=40)))  # type: ignore[attr-defined]
     return report

@@ -44,12 +44,17 @@ def _up(args: argparse.Namespace) -> int:
     if args.crds and args.crds.exists():
         install_crds(cluster, args.crds)
         print(f"CRDs from {args.crds} installed")
+    if args.operator and "operator" not in cluster.pids:
+        cluster.install_chart(args.chart)
+        cluster.start_operator()
+        print(f"modelship operator running (chart {args.chart}, RBAC of its ServiceAccount)")
     print(
         "\nUse it with kubectl:\n"
         f"  export KUBECONFIG={cluster.kubeconfig}\n"
         f"  export PATH={cluster.bin_dir}:$PATH\n"
         "  kubectl get nodes -L nvidia.com/gpu.product\n"
         "  kubectl apply -f examples/\n"
+        "  kubectl wait --for=condition=Ready modeldeployment --all --timeout=60s\n"
         "  kubectl get modelship\n"
         f"Component logs: {cluster.logs}\n"
         "Stop it with: make down"
@@ -95,6 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--bin-dir", type=Path, default=default_bin_dir())
     up.add_argument("--nodes", type=Path, help="YAML list of node pools (default: 2 CPU, 3 GPU)")
     up.add_argument("--crds", type=Path, default=Path("crds"), help="CRD folder to apply")
+    up.add_argument("--chart", type=Path, default=Path("charts/modelship"), help="Helm chart")
+    up.add_argument(
+        "--no-operator",
+        dest="operator",
+        action="store_false",
+        help="start only the control plane (with the CRDs)",
+    )
     up.add_argument("--timeout", type=float, default=120)
     up.set_defaults(func=_up)
     sub.add_parser("down", help="stop the control plane and delete its folder").set_defaults(

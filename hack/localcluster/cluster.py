@@ -10,6 +10,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +25,10 @@ from .nodes import DEFAULT_POOLS, KWOK_ANNOTATION, KWOK_ANNOTATION_VALUE, NodePo
 from .pki import CertificateAuthority, service_account_keys
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+# The operator runs on the host with the identity its Helm chart's ServiceAccount would give
+# its pod, so the chart's RBAC is what it is allowed to do.
+OPERATOR_NAMESPACE = "modelship-system"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:modelship-operator"
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.1/16"
 STATE_FILE = "state.json"
@@ -194,10 +199,11 @@ class LocalCluster:
 
     # ---- components ------------------------------------------------------------------------
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
         child = subprocess.Popen(
             argv,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -255,6 +261,7 @@ class LocalCluster:
             "scheduler": ("system:kube-scheduler", None),
             # kwok acts for every fake kubelet, writing node and pod status.
             "kwok": ("kwok-controller", "system:masters"),
+            "operator": (OPERATOR_USER, "system:serviceaccounts"),
         }
         for name, (common_name, org) in identities.items():
             pair = ca.issue(name, common_name, organization=org)
@@ -287,8 +294,26 @@ class LocalCluster:
 
         _wait("etcd /health", healthy, timeout, self._failure_report)
 
+    @property
+    def audit_log(self) -> Path:
+        """Every request the operator's identity made, as the apiserver saw it (JSON lines)."""
+        return self.logs / "audit-operator.jsonl"
+
+    def _write_audit_policy(self) -> Path:
+        policy = self.root / "audit-policy.yaml"
+        policy.write_text(
+            "apiVersion: audit.k8s.io/v1\n"
+            "kind: Policy\n"
+            "omitStages: [RequestReceived]\n"
+            "rules:\n"
+            f'- level: Metadata\n  users: ["{OPERATOR_USER}"]\n'
+            "- level: None\n"
+        )
+        return policy
+
     def _start_apiserver(self, timeout: float) -> None:
         pki = self.root / "pki"
+        policy = self._write_audit_policy()
         self._spawn(
             "kube-apiserver",
             [
@@ -308,6 +333,10 @@ class LocalCluster:
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
                 "--profiling=false",
+                f"--audit-policy-file={policy}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",
                 "--v=1",
             ],
         )
@@ -364,6 +393,63 @@ class LocalCluster:
                 "--server-address=",
             ],
         )
+
+    # ---- the product ------------------------------------------------------------------------
+
+    def helm(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.bin_dir / "helm"), f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=timeout,
+        )
+
+    def install_chart(self, chart: Path) -> None:
+        """The chart's RBAC and ServiceAccount; its operator Deployment scaled to zero, since
+        kwok pods run nothing: the operator process on the host takes its place."""
+        self.helm(
+            "upgrade",
+            "--install",
+            "modelship",
+            str(chart),
+            f"--namespace={OPERATOR_NAMESPACE}",
+            "--create-namespace",
+            "--skip-crds",
+            "--set",
+            "replicas=0",
+            "--wait",
+        )
+
+    def start_operator(self, *extra_args: str) -> None:
+        """Run `modelship-operator` as the chart's ServiceAccount; its log is logs/operator.log."""
+        self.ports["operator-metrics"] = free_port()
+        self.ports["operator-health"] = free_port()
+        self._spawn(
+            "operator",
+            [
+                sys.executable,
+                "-m",
+                "modelship_operator.main",
+                f"--metrics-port={self.ports['operator-metrics']}",
+                f"--health-port={self.ports['operator-health']}",
+                *extra_args,
+            ],
+            env={**os.environ, "KUBECONFIG": str(self.root / "pki" / "operator.kubeconfig")},
+        )
+        self.save_state()
+
+    def kill_operator(self, sig: int = signal.SIGKILL) -> None:
+        """Stop the operator at once (SIGKILL: no clean-up, as a crash or OOM kill would)."""
+        pid = self.pids.pop("operator", None)
+        child = self._children.pop("operator", None)
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        if child is not None:
+            child.wait(timeout=30)
+        self.save_state()
 
     def _create_nodes(self) -> None:
         for node in build_nodes(self.pools):

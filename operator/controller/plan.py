@@ -49,9 +49,11 @@ class ChildPlan:
 
     apply: list[tuple[dict[str, Any], Event]] = field(default_factory=list)
     delete: list[tuple[dict[str, Any], Event]] = field(default_factory=list)
+    # Set when the apiserver already refused this generation: why, carried into the status.
+    refused: str | None = None
 
 
-def stalled_on_invalid_spec(snapshot: Snapshot) -> bool:
+def refused_before(snapshot: Snapshot) -> str | None:
     """The apiserver refused our children for this very generation: retrying cannot help."""
     for cond in snapshot.status.get("conditions", []):
         if (
@@ -60,14 +62,15 @@ def stalled_on_invalid_spec(snapshot: Snapshot) -> bool:
             and cond.get("reason") == INVALID_SPEC
             and cond.get("observedGeneration") == snapshot.ref.generation
         ):
-            return True
-    return False
+            return str(cond.get("message", ""))
+    return None
 
 
 def plan_children(snapshot: Snapshot, spec: ModelDeploymentSpec) -> ChildPlan:
+    refused = refused_before(snapshot)
+    if refused is not None:
+        return ChildPlan(refused=refused)
     plan = ChildPlan()
-    if stalled_on_invalid_spec(snapshot):
-        return plan
     ref = snapshot.ref
     desired = desired_children(ref, spec)
     for kind, want in desired.items():

@@ -9,7 +9,11 @@ Key = tuple[str, str]  # (namespace, name)
 
 
 class WorkQueue:
-    def __init__(self) -> None:
+    """`settle` holds a new key back briefly, so a burst of watch events (a rollout touches the
+    Deployment, ReplicaSet and pods many times) becomes one reconcile and one status write."""
+
+    def __init__(self, settle: float = 0.0) -> None:
+        self._settle = settle
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._pending: set[Key] = set()
         self._active: set[Key] = set()
@@ -21,7 +25,10 @@ class WorkQueue:
             self._dirty.add(key)
         elif key not in self._pending:
             self._pending.add(key)
-            self._queue.put_nowait(key)
+            if self._settle:
+                asyncio.get_running_loop().call_later(self._settle, self._queue.put_nowait, key)
+            else:
+                self._queue.put_nowait(key)
 
     async def get(self) -> Key:
         key = await self._queue.get()

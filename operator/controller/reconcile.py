@@ -67,7 +67,7 @@ def reconcile(snapshot: Snapshot, api: Writer, now: Callable[[], str] = utc_now)
             outcome.writes += 1
         return outcome
     plan = plan_children(snapshot, spec)
-    apply_error: str | None = None
+    apply_error = plan.refused
     applied_deployment = False
     events: list[Event] = []
     for obj, event in plan.apply:
