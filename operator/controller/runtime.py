@@ -4,6 +4,7 @@ reconciles in threads, and a slow periodic resync as a safety net."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -84,8 +85,9 @@ class Controller:
             try:
                 snapshot = self.snapshot(key)
                 if snapshot is not None and self._api is not None:
-                    api = self._api
-                    await loop.run_in_executor(self._executor, lambda: reconcile(snapshot, api))
+                    await loop.run_in_executor(
+                        self._executor, functools.partial(reconcile, snapshot, self._api)
+                    )
                 self.queue.forget(key)
             except (ApiException, HTTPError, OSError) as err:
                 delay = self.queue.retry_later(key)

@@ -29,12 +29,13 @@ def new_namespace(cluster: LocalCluster, prefix: str) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", name)
     # Pods are refused until the namespace's default service account exists.
-    wait_for(
-        "the default service account",
-        lambda: cluster.kubectl(
+
+    def account() -> str:
+        return cluster.kubectl(
             "get", "serviceaccount", "default", "-n", name, "--ignore-not-found", "-o", "name"
-        ).stdout.strip(),
-    )
+        ).stdout.strip()
+
+    wait_for("the default service account", account)
     return name
 
 
