@@ -363,6 +363,11 @@ class LocalCluster:
                 f"--cluster-signing-key-file={pki / 'ca.key'}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--controllers=*",
+                # A test cluster should not be the bottleneck when hundreds of objects change.
+                "--kube-api-qps=500",
+                "--kube-api-burst=1000",
+                "--concurrent-deployment-syncs=20",
+                "--concurrent-replicaset-syncs=20",
                 "--v=1",
             ],
         )
@@ -374,6 +379,8 @@ class LocalCluster:
                 "--bind-address=127.0.0.1",
                 "--secure-port=0",
                 "--leader-elect=false",
+                "--kube-api-qps=500",
+                "--kube-api-burst=1000",
                 "--v=1",
             ],
         )

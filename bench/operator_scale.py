@@ -1,0 +1,182 @@
+"""Operator scale benchmark on the local control plane.
+
+For each N: N plain Deployments applied straight to the cluster (the floor: what the
+controller-manager, scheduler and kwok need with no operator at all), then N ModelDeployments
+through the operator. Reports the time until all are ready, the ratio of the two (measured side by
+side in one run, so the machine's noise mostly cancels), the operator's API requests per
+ModelDeployment as the apiserver's audit log counts them, and the operator's peak RSS.
+
+    .venv/bin/python bench/operator_scale.py --counts 10 100 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from modelship_localcluster.cli import install_crds
+from modelship_localcluster.cluster import LocalCluster
+from modelship_localcluster.nodes import NodePool
+from modelship_operator.api.modeldeployment import ModelDeploymentSpec
+from modelship_operator.resources.deployment import build_deployment
+from modelship_operator.resources.names import ModelDeploymentRef
+
+ROOT = Path(__file__).resolve().parent.parent
+WRITES = {"create", "update", "patch", "delete", "deletecollection"}
+READS = {"get", "list"}
+SPEC = {"storageUri": "s3://models/half_plus_two"}
+
+
+def _apply(cluster: LocalCluster, namespace: str, docs: list[dict[str, Any]]) -> None:
+    for start in range(0, len(docs), 100):
+        cluster.kubectl(
+            "apply",
+            "--server-side",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            input_text=yaml.safe_dump_all(docs[start : start + 100]),
+            timeout=300,
+        )
+
+
+def _count_ready(cluster: LocalCluster, namespace: str, resource: str) -> int:
+    items = json.loads(
+        cluster.kubectl("get", resource, "-n", namespace, "-o", "json", timeout=120).stdout
+    )["items"]
+    if resource == "deployments":
+        return sum(d.get("status", {}).get("availableReplicas", 0) >= 1 for d in items)
+    return sum(
+        any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in md.get("status", {}).get("conditions", [])
+        )
+        for md in items
+    )
+
+
+def _wait_all(
+    cluster: LocalCluster, namespace: str, resource: str, n: int, began: float, timeout: float
+) -> float:
+    while time.monotonic() - began < timeout:
+        if _count_ready(cluster, namespace, resource) >= n:
+            return time.monotonic() - began
+        time.sleep(0.5)
+    raise TimeoutError(f"{resource} in {namespace} not all ready after {timeout}s")
+
+
+def _plain_deployments(n: int, namespace: str) -> list[dict[str, Any]]:
+    docs = []
+    for i in range(n):
+        ref = ModelDeploymentRef(f"d{i:04d}", namespace, "00000000-0000-0000-0000-000000000000", 1)
+        dep = build_deployment(ref, ModelDeploymentSpec.model_validate(SPEC))
+        dep["metadata"].pop("ownerReferences")
+        # Not ours to manage: keep the operator's watches out of the floor measurement.
+        for labels in (dep["metadata"]["labels"], dep["spec"]["template"]["metadata"]["labels"]):
+            labels["app.kubernetes.io/managed-by"] = "bench"
+        docs.append(dep)
+    return docs
+
+
+def _model_deployments(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "modelship.dev/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": f"m{i:04d}"},
+            "spec": dict(SPEC),
+        }
+        for i in range(n)
+    ]
+
+
+def _operator_requests(cluster: LocalCluster, namespace: str) -> tuple[int, int]:
+    """Reads and writes by the operator's identity: in the namespace, plus its cluster-wide
+    list calls (start-up), which are shared by all objects."""
+    reads = writes = 0
+    for line in cluster.audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        ns = entry.get("objectRef", {}).get("namespace")
+        if ns not in (namespace, None):
+            continue
+        reads += entry["verb"] in READS
+        writes += entry["verb"] in WRITES
+    return reads, writes
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_one(n: int, workers: int, timeout: float) -> dict[str, Any]:
+    root = ROOT / ".cluster" / "bench"
+    shutil.rmtree(root, ignore_errors=True)
+    capacity = max(n * 2 // 100 + 2, 4)  # both phases' pods fit, 110 pods a node
+    cluster = LocalCluster(
+        root=root, pools=[NodePool("cpu", capacity, cpu="64", memory="256Gi", pods=110)]
+    )
+    cluster.start()
+    try:
+        install_crds(cluster, ROOT / "crds")
+        cluster.install_chart(ROOT / "charts" / "modelship")
+        cluster.start_operator(f"--workers={workers}")
+        for namespace in ("floor", "operator"):
+            cluster.kubectl("create", "namespace", namespace)
+            cluster.kubectl(
+                "wait",
+                "--for=jsonpath={.metadata.name}=default",
+                "serviceaccount/default",
+                "-n",
+                namespace,
+                "--timeout=60s",
+            )
+        time.sleep(2)  # the operator's watches are up and idle
+
+        began = time.monotonic()
+        _apply(cluster, "floor", _plain_deployments(n, "floor"))
+        floor_seconds = _wait_all(cluster, "floor", "deployments", n, began, timeout)
+
+        began = time.monotonic()
+        _apply(cluster, "operator", _model_deployments(n))
+        operator_seconds = _wait_all(cluster, "operator", "modeldeployments", n, began, timeout)
+        time.sleep(3)  # status writes and events still in flight count too
+        reads, writes = _operator_requests(cluster, "operator")
+        return {
+            "n": n,
+            "floor_seconds": round(floor_seconds, 1),
+            "operator_seconds": round(operator_seconds, 1),
+            "ratio": round(operator_seconds / floor_seconds, 2),
+            "reads_per_md": round(reads / n, 2),
+            "writes_per_md": round(writes / n, 2),
+            "peak_rss_mb": round(_peak_rss_mb(cluster.pids["operator"]), 1),
+        }
+    finally:
+        cluster.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--counts", type=int, nargs="+", default=[10, 100, 500])
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args()
+    header = ("N", "floor s", "operator s", "ratio", "reads/MD", "writes/MD", "peak RSS MB")
+    print(" | ".join(header))
+    for n in args.counts:
+        row = run_one(n, args.workers, args.timeout)
+        print(" | ".join(str(v) for v in row.values()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
