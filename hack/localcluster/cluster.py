@@ -332,6 +332,8 @@ class LocalCluster:
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
+                # Nothing runs in-cluster; a loopback address is not a valid endpoint anyway.
+                "--endpoint-reconciler-type=none",
                 "--profiling=false",
                 f"--audit-policy-file={policy}",
                 f"--audit-log-path={self.audit_log}",

@@ -1,0 +1,94 @@
+"""The Helm chart lints, renders, rejects bad values by name, and installs on the real cluster."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import wait_for
+from modelship_localcluster.cluster import OPERATOR_USER, LocalCluster, default_bin_dir
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "modelship"
+KUBE_VERSION = "--kube-version=1.36.0"
+
+
+def _helm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(default_bin_dir() / "helm"), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_chart_lints_cleanly() -> None:
+    result = _helm("lint", "--strict", KUBE_VERSION, str(CHART))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_chart_renders_rbac_deployment_and_crds() -> None:
+    result = _helm(
+        "template",
+        "ms",
+        str(CHART),
+        "--namespace=ops",
+        "--include-crds",
+        KUBE_VERSION,
+        "--set",
+        "watchNamespaces={ml,research}",
+    )
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "CustomResourceDefinition",
+        "Deployment",
+        "ServiceAccount",
+    ]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "--namespace=ml" in container["args"]
+    assert "--namespace=research" in container["args"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
+    assert binding["subjects"][0]["namespace"] == "ops"
+
+
+@pytest.mark.parametrize(
+    ("setting", "field"),
+    [
+        ("replicas=2", "replicas"),
+        ("workers=0", "workers"),
+        ("image.pullPolicy=Sometimes", "pullPolicy"),
+        ("metrics.port=70000", "port"),
+        ("unknownKey=1", "unknownKey"),
+    ],
+)
+def test_schema_rejects_bad_values_naming_the_field(setting: str, field: str) -> None:
+    result = _helm("template", "ms", str(CHART), KUBE_VERSION, "--set", setting)
+    assert result.returncode != 0
+    assert field in result.stderr, result.stderr
+
+
+def test_chart_installs_and_upgrades_idempotently(crds_installed: LocalCluster) -> None:
+    crds_installed.install_chart(CHART)
+    crds_installed.install_chart(CHART)  # a second upgrade changes nothing and succeeds
+    status = crds_installed.helm("status", "modelship", "--namespace=modelship-system")
+    assert "STATUS: deployed" in status.stdout
+
+    def can_i(*what: str) -> str:
+        return crds_installed.kubectl(
+            "auth", "can-i", *what, f"--as={OPERATOR_USER}", check=False
+        ).stdout.strip()
+
+    # The authorizer's cache picks up new bindings within a moment.
+    wait_for("the chart's RBAC", lambda: can_i("list", "deployments.apps") == "yes")
+    assert can_i("patch", "modeldeployments.modelship.dev", "--subresource=status") == "yes"
+    assert can_i("get", "secrets") == "no", "the operator never needs to read secrets"
+    assert can_i("update", "modeldeployments.modelship.dev") == "no", "spec belongs to users"
