@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -117,6 +118,12 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
 def run_one(n: int, workers: int, timeout: float) -> dict[str, Any]:
     root = ROOT / ".cluster" / "bench"
     shutil.rmtree(root, ignore_errors=True)
@@ -145,11 +152,13 @@ def run_one(n: int, workers: int, timeout: float) -> dict[str, Any]:
         _apply(cluster, "floor", _plain_deployments(n, "floor"))
         floor_seconds = _wait_all(cluster, "floor", "deployments", n, began, timeout)
 
+        cpu_before = {name: _cpu_seconds(pid) for name, pid in cluster.pids.items()}
         began = time.monotonic()
         _apply(cluster, "operator", _model_deployments(n))
         operator_seconds = _wait_all(cluster, "operator", "modeldeployments", n, began, timeout)
         time.sleep(3)  # status writes and events still in flight count too
         reads, writes = _operator_requests(cluster, "operator")
+        cpu = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in cluster.pids.items()}
         return {
             "n": n,
             "floor_seconds": round(floor_seconds, 1),
@@ -158,6 +167,8 @@ def run_one(n: int, workers: int, timeout: float) -> dict[str, Any]:
             "reads_per_md": round(reads / n, 2),
             "writes_per_md": round(writes / n, 2),
             "peak_rss_mb": round(_peak_rss_mb(cluster.pids["operator"]), 1),
+            "operator_cpu_s": round(cpu.pop("operator"), 1),
+            "control_plane_cpu_s": round(sum(cpu.values()), 1),
         }
     finally:
         cluster.stop()
@@ -171,7 +182,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
-    header = ("N", "floor s", "operator s", "ratio", "reads/MD", "writes/MD", "peak RSS MB")
+    header = (
+        "N",
+        "floor s",
+        "operator s",
+        "ratio",
+        "reads/MD",
+        "writes/MD",
+        "peak RSS MB",
+        "operator CPU s",
+        "control-plane CPU s",
+    )
     print(" | ".join(header))
     for n in args.counts:
         row = run_one(n, args.workers, args.timeout)

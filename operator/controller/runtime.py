@@ -41,7 +41,7 @@ def _only(values: Iterable[Any] | None) -> Any:
 
 class Controller:
     def __init__(self) -> None:
-        self.queue = WorkQueue(settle=0.2)
+        self.queue = WorkQueue(settle=0.5)
         self._indexes: Mapping[str, Any] = {}
         self._api: KubeApi | None = None
         self._tasks: list[asyncio.Task[None]] = []
