@@ -1,0 +1,1 @@
+"""Fetches a model from object storage or HTTP into a TF Serving base path."""
