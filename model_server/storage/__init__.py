@@ -1,1 +1,2 @@
-"""Fetches a model from object storage or HTTP into a TF Serving base path."""
+"""The storage initializer: `modelship fetch` copies a model from object storage, HTTP or a local
+folder into a TF Serving base path (numeric version folders, each a SavedModel)."""
