@@ -93,8 +93,9 @@ def _extract_zip(archive: Path, dest: Path) -> None:
         infos = zf.infolist()
         for info in infos:
             safe_relative(info.filename)
-            mode = info.external_attr >> 16
-            if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            # Unix archivers keep the file type in the high bits; others leave it 0.
+            kind = stat.S_IFMT(info.external_attr >> 16)
+            if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
                 raise SourceError(
                     f"refusing {info.filename!r}: zip archives may hold only files and folders"
                 )
