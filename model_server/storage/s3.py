@@ -71,8 +71,8 @@ def download(location: Location, target: Path) -> None:
         raise SourceError(describe(e)) from e
     except EndpointConnectionError as e:
         raise SourceError(
-            f"cannot connect to the S3 endpoint {e.kwargs.get('endpoint_url', '')}: "
-            "check AWS_ENDPOINT_URL and the network"
+            f"cannot connect to the S3 endpoint {client.meta.endpoint_url}: check "
+            "AWS_ENDPOINT_URL and the network"
         ) from e
     except BotoCoreError as e:
         raise SourceError(f"{type(e).__name__}: {e}") from e
