@@ -3,6 +3,7 @@ Serving base path, then move into place, so the destination ends complete or emp
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 import tempfile
@@ -11,18 +12,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import gcs, layout, local, s3, web
+from . import layout
 from .archive import archive_kind, extract
 from .errors import FetchError, SourceError
 from .uri import Location, parse_uri
 
 Download = Callable[[Location, Path], None]
+
+
+def _lazy(module: str) -> Download:
+    """A backend imported on first use: boto3 and google-cloud-storage take seconds to import,
+    which an http:// or file:// fetch need not pay."""
+
+    def download(location: Location, target: Path) -> None:
+        importlib.import_module(f"{__package__}.{module}").download(location, target)
+
+    return download
+
+
 BACKENDS: dict[str, Download] = {
-    "s3": s3.download,
-    "gs": gcs.download,
-    "http": web.download,
-    "https": web.download,
-    "file": local.download,
+    "s3": _lazy("s3"),
+    "gs": _lazy("gcs"),
+    "http": _lazy("web"),
+    "https": _lazy("web"),
+    "file": _lazy("local"),
 }
 STAGING_PREFIX = ".modelship-staging-"
 # Written last: its presence says the folder holds a whole model from an earlier fetch, which a

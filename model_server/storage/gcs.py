@@ -1,18 +1,20 @@
-"""gs:// with google-cloud-storage. Credentials come from the file GOOGLE_APPLICATION_CREDENTIALS
-names; without it requests are anonymous (public buckets). STORAGE_EMULATOR_HOST points the client
-at a GCS-API server such as fake-gcs-server."""
+"""gs:// with google-cloud-storage. Credentials come from GOOGLE_APPLICATION_CREDENTIALS (a file
+path, or the JSON key itself); without it requests are anonymous (public buckets).
+STORAGE_EMULATOR_HOST points the client at a GCS-API server such as fake-gcs-server."""
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import google.auth
 from google.api_core import exceptions as gexc
 from google.auth.exceptions import GoogleAuthError
 from google.cloud import storage
+from google.oauth2 import credentials as user_credentials
+from google.oauth2 import service_account
 
 from .errors import SourceError
 from .paths import safe_join, under_prefix
@@ -23,19 +25,52 @@ READ_ONLY = ("https://www.googleapis.com/auth/devstorage.read_only",)
 
 def client_from_env(env: dict[str, str] | None = None) -> Any:
     env = dict(os.environ) if env is None else env
-    key_file = env.get("GOOGLE_APPLICATION_CREDENTIALS")
-    if not key_file:
+    setting = env.get("GOOGLE_APPLICATION_CREDENTIALS", "").strip()
+    if not setting:
         return storage.Client.create_anonymous_client()
-    try:
-        # google.auth is typed only in part.
-        load = google.auth.load_credentials_from_file
-        credentials, project = load(key_file, scopes=READ_ONLY)  # type: ignore[no-untyped-call]
-    except (OSError, GoogleAuthError) as e:
-        raise SourceError(
-            f"cannot load GOOGLE_APPLICATION_CREDENTIALS ({key_file}): {type(e).__name__}"
-        ) from e
+    credentials, project = _load_credentials(setting)
     # Listing and reading objects need no project; the client only wants one to exist.
     return storage.Client(project=project or "none", credentials=credentials)
+
+
+def _load_credentials(setting: str) -> tuple[Any, str | None]:
+    """From the file GOOGLE_APPLICATION_CREDENTIALS names or, since a Secret passed with envFrom
+    can only carry values, from the JSON document it holds. Only the key types named in
+    LOADERS are accepted (google-auth's generic loaders would take any configuration, including
+    ones that run programs). Errors never echo the contents."""
+    inline = setting.startswith("{")
+    shown = "(inline JSON)" if inline else f"({setting})"
+    try:
+        info = json.loads(setting if inline else Path(setting).read_text())
+        kind = info.get("type") if isinstance(info, dict) else None
+        if kind not in LOADERS:
+            raise SourceError(
+                f"cannot use GOOGLE_APPLICATION_CREDENTIALS {shown}: credential type {kind!r} "
+                f"is not supported (use one of {', '.join(sorted(LOADERS))})"
+            )
+        credentials = LOADERS[kind](info)
+    except (OSError, ValueError, GoogleAuthError) as e:
+        raise SourceError(
+            f"cannot load GOOGLE_APPLICATION_CREDENTIALS {shown}: {type(e).__name__}"
+        ) from e
+    project = info.get("project_id") or info.get("quota_project_id")
+    return credentials, project
+
+
+def _service_account(info: dict[str, Any]) -> Any:
+    load: Any = service_account.Credentials.from_service_account_info
+    return load(info, scopes=READ_ONLY)
+
+
+def _authorized_user(info: dict[str, Any]) -> Any:
+    load: Any = user_credentials.Credentials.from_authorized_user_info
+    return load(info, scopes=READ_ONLY)
+
+
+LOADERS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "service_account": _service_account,
+    "authorized_user": _authorized_user,
+}
 
 
 def download(location: Location, target: Path) -> None:
