@@ -1,0 +1,80 @@
+"""`modelship` command line. `fetch` is the storage initializer an init container runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import FetchError, redact
+from .fetch import fetch
+from .uri import display_uri
+
+DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelship", description="modelship tools")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fetch_cmd = commands.add_parser(
+        "fetch",
+        help="download a model into a TF Serving base path",
+        description="Download a model from s3://, gs://, http(s):// or file:// into DIR as "
+        "numeric version folders, each a SavedModel. Credentials come from the environment.",
+    )
+    fetch_cmd.add_argument("--uri", required=True, help="where the model is (storageUri)")
+    fetch_cmd.add_argument("--dest", required=True, type=Path, help="folder to fill")
+    fetch_cmd.add_argument(
+        "--termination-log",
+        type=Path,
+        default=None,
+        help=f"file that receives the error message (default {DEFAULT_TERMINATION_LOG} when "
+        "it exists and is writable)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_fetch(args.uri, args.dest, args.termination_log)
+
+
+def run_fetch(uri: str, dest: Path, termination_log: Path | None) -> int:
+    print(f"fetching {redact(display_uri(uri))} into {dest}", flush=True)
+    try:
+        result = fetch(uri, dest)
+    except FetchError as e:
+        return fail(str(e), termination_log)
+    except Exception as e:  # a bug or an unforeseen library error: still one line, no traceback
+        message = f"cannot fetch {display_uri(uri)}: unexpected {type(e).__name__}: {e}"
+        return fail(message, termination_log)
+    mib = result.bytes / (1 << 20)
+    print(
+        f"fetched {result.files} files, {mib:.1f} MiB in {result.seconds:.1f} s; "
+        f"versions {', '.join(result.versions)}",
+        flush=True,
+    )
+    return 0
+
+
+def fail(message: str, termination_log: Path | None) -> int:
+    line = redact(message)
+    print(line, file=sys.stderr, flush=True)
+    target = termination_log or _default_termination_log()
+    if target is not None:
+        try:
+            target.write_text(line + "\n")
+        except OSError as e:
+            print(f"(could not write {target}: {e.strerror})", file=sys.stderr)
+    return 1
+
+
+def _default_termination_log() -> Path | None:
+    path = DEFAULT_TERMINATION_LOG
+    return path if path.exists() and os.access(path, os.W_OK) else None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""http(s)://: one file (often an archive) or a folder served as an HTML index (python -m
+http.server, nginx autoindex, Apache), walked recursively."""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import urllib.error
+import urllib.request
+import urllib.response
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
+
+from .errors import SourceError
+from .paths import safe_join
+from .uri import Location
+
+TIMEOUT_SECONDS = 60
+MAX_FILES = 10_000  # an index that links to itself under new names must not run forever
+USER_AGENT = "modelship-fetch"
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.hrefs.extend(v for k, v in attrs if k == "href" and v)
+
+
+def index_entries(base_url: str, html: str) -> list[str]:
+    """Links in a directory index that lie below `base_url`, as relative names ("a", "b/"):
+    parent links, sort links (`?C=N;O=D`) and other sites are left out."""
+    parser = _Links()
+    parser.feed(html)
+    base = urlsplit(base_url)
+    names: list[str] = []
+    for href in parser.hrefs:
+        url = urlsplit(urldefrag(urljoin(base_url, href)).url)
+        if url.query or (url.scheme, url.netloc) != (base.scheme, base.netloc):
+            continue
+        if not url.path.startswith(base.path) or url.path == base.path:
+            continue
+        name = url.path[len(base.path) :]
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def download(location: Location, target: Path) -> None:
+    with _open(location.url) as response:
+        final_url = response.geturl()
+        if _is_index(final_url, response.headers.get_content_type()):
+            html = response.read().decode(response.headers.get_content_charset() or "utf-8")
+            _walk(final_url, html, target, seen={final_url}, count=[0])
+            return
+        name = unquote(urlsplit(final_url).path.rstrip("/").rsplit("/", 1)[-1]) or "download"
+        _save(response, safe_join(target, name))
+
+
+def _walk(url: str, html: str, folder: Path, seen: set[str], count: list[int]) -> None:
+    for name in index_entries(url, html):
+        child = urljoin(url, name)
+        if child in seen:
+            continue
+        seen.add(child)
+        path = safe_join(folder, unquote(name))
+        with _open(child) as response:
+            if name.endswith("/"):
+                path.mkdir(parents=True, exist_ok=True)
+                charset = response.headers.get_content_charset() or "utf-8"
+                _walk(response.geturl(), response.read().decode(charset), path, seen, count)
+                continue
+            count[0] += 1
+            if count[0] > MAX_FILES:
+                raise SourceError(f"the index lists more than {MAX_FILES} files")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _save(response, path)
+
+
+def _is_index(url: str, content_type: str) -> bool:
+    return content_type == "text/html" and urlsplit(url).path.endswith("/")
+
+
+def _open(url: str) -> urllib.response.addinfourl:
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    try:
+        return urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS)  # type: ignore[no-any-return]
+    except urllib.error.HTTPError as e:
+        raise SourceError(_describe_status(e.code, urlsplit(url).path)) from e
+    except urllib.error.URLError as e:
+        raise SourceError(f"cannot connect: {e.reason}") from e
+    except (TimeoutError, ConnectionError) as e:
+        raise SourceError(f"cannot connect: {type(e).__name__}") from e
+
+
+def _describe_status(code: int, path: str) -> str:
+    if code in (401, 403):
+        return f"access denied (HTTP {code}) for {path}"
+    if code == 404:
+        return f"not found (HTTP 404): {path}"
+    return f"HTTP {code} for {path}"
+
+
+def _save(response: urllib.response.addinfourl, path: Path) -> None:
+    try:
+        with path.open("wb") as out:
+            shutil.copyfileobj(response, out, length=1 << 20)
+    except (TimeoutError, ConnectionError, http.client.HTTPException) as e:
+        raise SourceError(f"the download of {path.name} broke off: {type(e).__name__}") from e

@@ -1,0 +1,91 @@
+"""Running `modelship fetch` as the init container does (a subprocess, settings from the
+environment only), and small model trees to fetch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+ROOT = Path(__file__).resolve().parents[3]
+ACCESS_KEY = "modelship-test"
+SECRET_KEY = "test-secret-0b8f1c"
+REAL_MODEL = (
+    ROOT.parent / "shared" / "testdata" / "tf-serving" / "saved_model_half_plus_two_2_versions"
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+    termination_log: str
+
+
+def modelship_fetch(uri: str, dest: Path, env: dict[str, str] | None = None) -> Run:
+    """Nothing from the test's own environment leaks in: no AWS_* or GOOGLE_* variables, and a
+    HOME with no ~/.aws files."""
+    log = dest.parent / f"{dest.name}.termination-log"
+    home = dest.parent / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    command = [str(Path(sys.executable).parent / "modelship"), "fetch", f"--uri={uri}"]
+    command += [f"--dest={dest}", f"--termination-log={log}"]
+    proc = subprocess.run(
+        command,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(home), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    message = log.read_text() if log.exists() else ""
+    return Run(proc.returncode, proc.stdout, proc.stderr, message)
+
+
+def saved_model_files(prefix: str = "") -> dict[str, bytes]:
+    """The file layout of a SavedModel (nothing loads it here)."""
+    return {
+        f"{prefix}saved_model.pb": b"\x08\x01" + os.urandom(64),
+        f"{prefix}variables/variables.index": os.urandom(32),
+        f"{prefix}variables/variables.data-00000-of-00001": os.urandom(256),
+    }
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file below `folder` by relative path, leaving out modelship's own marker."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.startswith(".modelship")
+    }
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+
+    def admin(self) -> Any:
+        """A boto3 client with the root credentials, for arranging buckets and objects."""
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}),
+        )
+
+    def env(self, secret: str = SECRET_KEY) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": secret,
+            "AWS_REGION": "us-east-1",
+        }

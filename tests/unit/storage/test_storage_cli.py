@@ -1,0 +1,88 @@
+"""`modelship fetch` exit codes and the one line written to stderr and the termination log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from modelship_server.storage import cli
+from modelship_server.storage.errors import SourceError
+from modelship_server.storage.fetch import BACKENDS
+from modelship_server.storage.uri import Location
+
+
+def test_success_logs_files_bytes_seconds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "src" / "5"
+    source.mkdir(parents=True)
+    (source / "saved_model.pb").write_bytes(b"12345")
+    code = cli.main(["fetch", f"--uri=file://{tmp_path / 'src'}", f"--dest={tmp_path / 'out'}"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "fetched 1 files, 0.0 MiB in" in out
+    assert "versions 5" in out
+
+
+def test_failure_is_one_line_in_both_places(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "termination-log"
+    code = cli.main(
+        [
+            "fetch",
+            f"--uri=file://{tmp_path / 'missing'}",
+            f"--dest={tmp_path / 'out'}",
+            f"--termination-log={log}",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err == f"cannot read file://{tmp_path / 'missing'}: no such file or folder\n"
+    assert log.read_text() == err
+
+
+def test_an_unexpected_error_has_no_traceback_and_no_signature(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(location: Location, target: Path) -> None:
+        raise RuntimeError(f"boom while reading {location.url}\nline two")
+
+    monkeypatch.setitem(BACKENDS, "https", broken)
+    uri = "https://h/m.tar.gz?X-Amz-Signature=deadbeef"
+    code = cli.main(
+        ["fetch", f"--uri={uri}", f"--dest={tmp_path}/o", f"--termination-log={tmp_path}/t"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err
+    assert "deadbeef" not in err
+    assert err.count("\n") == 1
+    assert err.startswith("cannot fetch https://h/m.tar.gz: unexpected RuntimeError: boom")
+
+
+def test_a_source_error_names_the_uri_without_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def denied(location: Location, target: Path) -> None:
+        raise SourceError("access denied (HTTP 403) for /m.tar.gz")
+
+    monkeypatch.setitem(BACKENDS, "https", denied)
+    cli.main(
+        [
+            "fetch",
+            "--uri=https://u:p@h/m.tar.gz?sig=1",
+            f"--dest={tmp_path}/o",
+            f"--termination-log={tmp_path}/t",
+        ]
+    )
+    assert (
+        capsys.readouterr().err
+        == "cannot read https://h/m.tar.gz: access denied (HTTP 403) for /m.tar.gz\n"
+    )
+
+
+def test_fetch_is_a_subcommand() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([])
+    assert exit_info.value.code == 2
