@@ -30,7 +30,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     for group, version, plural in CHILD_RESOURCES:
         key = (group, version, plural) if group else (version, plural)
         settings.watching.label_selectors[key] = f"app.kubernetes.io/managed-by={MANAGED_BY}"
-    await CONTROLLER.start(SETTINGS.workers, SETTINGS.resync_seconds)
+    await CONTROLLER.start(SETTINGS.workers, SETTINGS.resync_seconds, SETTINGS.version_timeout)
 
 
 @kopf.on.cleanup()
@@ -86,7 +86,7 @@ def pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) 
         "metadata": {k: body["metadata"].get(k) for k in ("name", "creationTimestamp")},
         "status": {
             k: copy.deepcopy(body.get("status", {}).get(k))
-            for k in ("phase", "conditions", "initContainerStatuses", "containerStatuses")
+            for k in ("phase", "podIP", "conditions", "initContainerStatuses", "containerStatuses")
             if body.get("status", {}).get(k) is not None
         },
     }

@@ -41,10 +41,18 @@ def main(argv: list[str] | None = None) -> None:
         default=SETTINGS.health_port,
         help="liveness endpoint port (/healthz)",
     )
+    parser.add_argument(
+        "--model-version-timeout",
+        type=float,
+        default=SETTINGS.version_timeout,
+        help="seconds to wait when asking a ready pod which model version it "
+        "serves (status.modelVersion); 0 never asks",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     SETTINGS.workers = args.workers
     SETTINGS.resync_seconds = args.resync_seconds
+    SETTINGS.version_timeout = args.model_version_timeout
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)

@@ -87,6 +87,9 @@ class LocalCluster:
     root: Path
     bin_dir: Path = field(default_factory=default_bin_dir)
     pools: tuple[NodePool, ...] | list[NodePool] = DEFAULT_POOLS
+    # kwok gives pods addresses from here; a loopback range lets a test run a real server
+    # at a pod's own address (the Services' EndpointSlices then refuse those addresses).
+    pod_cidr: str = POD_CIDR
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
     _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
@@ -396,7 +399,7 @@ class LocalCluster:
                 f"--config={stages / 'pods.yaml'}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}={KWOK_ANNOTATION_VALUE}",
-                f"--cidr={POD_CIDR}",
+                f"--cidr={self.pod_cidr}",
                 "--node-ip=10.0.0.1",
                 "--node-lease-duration-seconds=40",
                 "--server-address=",

@@ -14,9 +14,10 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from ..api.modeldeployment import ModelDeploymentSpec
-from ..resources.names import ModelDeploymentRef
+from ..resources.names import ModelDeploymentRef, model_name
 from .plan import INVALID_SPEC, Event, Snapshot, plan_children
 from .status import Verdict, build_status, invalid_spec_status, judge
+from .version import VersionProber
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,12 @@ class Outcome:
     writes: int = 0
 
 
-def reconcile(snapshot: Snapshot, api: Writer, now: Callable[[], str] = utc_now) -> Outcome:
+def reconcile(
+    snapshot: Snapshot,
+    api: Writer,
+    now: Callable[[], str] = utc_now,
+    prober: VersionProber | None = None,
+) -> Outcome:
     """Transient API errors propagate (the queue retries with backoff); refusals become
     Stalled=True for this generation and are not retried until the spec changes."""
     ref = snapshot.ref
@@ -95,7 +101,11 @@ def reconcile(snapshot: Snapshot, api: Writer, now: Callable[[], str] = utc_now)
         verdict = Verdict(
             False, "RollingOut", f"rolling out generation {ref.generation}", stalled=False
         )
-    status = build_status(ref, spec, verdict, deployment, snapshot.status, now())
+    version = snapshot.status.get("modelVersion")
+    if verdict.ready and prober is not None:
+        key = (ref.namespace, ref.name)
+        version = prober.served_version(key, model_name(ref, spec), snapshot.pods)
+    status = build_status(ref, spec, verdict, deployment, snapshot.status, now(), version)
     if status != snapshot.status:
         events += _transition_events(snapshot, verdict)
         api.apply_status(ref, status)

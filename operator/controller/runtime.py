@@ -18,6 +18,7 @@ from ..resources.children import CHILD_KINDS
 from .plan import Snapshot
 from .queue import Key, WorkQueue
 from .reconcile import reconcile
+from .version import VersionProber
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,11 @@ class Controller:
         self._api: KubeApi | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._executor: ThreadPoolExecutor | None = None
+        self._prober: VersionProber | None = None
 
-    async def start(self, workers: int, resync_seconds: float) -> None:
+    async def start(self, workers: int, resync_seconds: float, version_timeout: float) -> None:
         self._api = KubeApi(load_client_config())
+        self._prober = VersionProber(timeout=version_timeout) if version_timeout > 0 else None
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
         self._tasks = [asyncio.create_task(self._work()) for _ in range(workers)]
         self._tasks.append(asyncio.create_task(self._resync(resync_seconds)))
@@ -86,7 +89,8 @@ class Controller:
                 snapshot = self.snapshot(key)
                 if snapshot is not None and self._api is not None:
                     await loop.run_in_executor(
-                        self._executor, functools.partial(reconcile, snapshot, self._api)
+                        self._executor,
+                        functools.partial(reconcile, snapshot, self._api, prober=self._prober),
                     )
                 self.queue.forget(key)
             except (ApiException, HTTPError, OSError) as err:

@@ -220,9 +220,8 @@ def build_status(
             ),
         ],
     }
-    version = model_version or previous.get("modelVersion")
-    if version:
-        status["modelVersion"] = version
+    if model_version:
+        status["modelVersion"] = model_version
     return status
 
 
