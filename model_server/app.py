@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import grpc
 import uvloop
 
 from .cli import Settings
@@ -18,7 +19,9 @@ from .core.inference import InferenceService
 from .core.manager import ModelManager
 from .core.metrics import ServerMetrics
 from .http.server import HttpServer, Limits, Request, Response, json_error
+from .protocols import tfserving_grpc, v2_grpc
 from .protocols.tfserving_rest import TfServingRest
+from .protocols.v2_rest import V2Rest
 from .runtime import savedmodel
 
 log = logging.getLogger("modelship_server")
@@ -31,12 +34,19 @@ class Router:
         self.service = service
         self.metrics_paths = {"/metrics"} | ({metrics_path} if metrics_path else set())
         self.tfserving = TfServingRest(service)
+        self.v2 = V2Rest(service, self)
         self.draining = False
+
+    @property
+    def ready(self) -> bool:
+        return not self.draining and self.service.manager.ready()
 
     async def __call__(self, request: Request) -> Response:
         path = request.path
         if path.startswith("/v1/"):
             return await self.tfserving.handle(request)
+        if path == "/v2" or path.startswith("/v2/"):
+            return await self.v2.handle(request)
         if path in self.metrics_paths and request.method == "GET":
             body = self.service.metrics.registry.render()
             return Response(200, body, "text/plain; version=0.0.4; charset=utf-8")
@@ -92,7 +102,7 @@ class Server:
             max_body_bytes=settings.max_body_bytes, request_timeout=settings.rest_timeout_seconds
         )
         self.http = HttpServer(self.router, limits)
-        self.grpc: object | None = None
+        self.grpc: grpc.aio.Server | None = None
         self.watcher: ConfigWatcher | None = None
         self.rest_port = 0
         self.grpc_port = 0
@@ -111,6 +121,22 @@ class Server:
         if s.rest_port:
             self.rest_port = await self.http.start(s.host, s.rest_port)
             log.info("REST listening on %s:%d", s.host, self.rest_port)
+        if s.grpc_port:
+            self.grpc = grpc.aio.server(
+                options=[
+                    ("grpc.max_receive_message_length", s.max_body_bytes),
+                    ("grpc.max_send_message_length", -1),
+                    ("grpc.so_reuseport", 0),
+                ]
+            )
+            tfserving_grpc.add_to_server(self.grpc, self.service)
+            v2_grpc.add_to_server(self.grpc, self.service, self.router)
+            address = f"{s.host}:{s.grpc_port}"
+            self.grpc_port = self.grpc.add_insecure_port(address)
+            if not self.grpc_port:
+                raise OSError(f"cannot bind gRPC to {address}")
+            await self.grpc.start()
+            log.info("gRPC listening on %s:%d", s.host, self.grpc_port)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -123,10 +149,14 @@ class Server:
         log.info("shutting down: draining %d in-flight request(s)", self.service.inflight)
         self.router.draining = True
         self.http.stop_accepting()
-        deadline = time.monotonic() + self.settings.shutdown_grace_seconds
+        grace = self.settings.shutdown_grace_seconds
+        grpc_stopped = self.grpc.stop(grace) if self.grpc else None
+        deadline = time.monotonic() + grace
         while self.service.inflight and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         await self.http.close()
+        if grpc_stopped is not None:
+            await grpc_stopped
         if self.watcher:
             self.watcher.stop()
         self.manager.stop()
