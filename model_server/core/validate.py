@@ -11,12 +11,12 @@ from ..core.types import Signature, Tensors
 
 def check_inputs(signature: Signature, inputs: Tensors) -> Tensors:
     """Return inputs cast to the signature's dtypes; raise INVALID_ARGUMENT on a mismatch."""
-    missing = [key for key in signature.inputs if key not in inputs]
-    if missing:
-        raise invalid(f"missing input(s) {sorted(missing)}; expected {sorted(signature.inputs)}")
     unknown = [key for key in inputs if key not in signature.inputs]
     if unknown:
         raise invalid(f"unknown input(s) {sorted(unknown)}; expected {sorted(signature.inputs)}")
+    missing = [key for key in signature.inputs if key not in inputs]
+    if missing:
+        raise invalid(f"missing input(s) {sorted(missing)}; expected {sorted(signature.inputs)}")
     out: Tensors = {}
     for key, spec in signature.inputs.items():
         array = inputs[key]

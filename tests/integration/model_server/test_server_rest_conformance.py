@@ -10,7 +10,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from server_process import MAX_BODY, ServerProcess
 
 
@@ -136,7 +135,7 @@ def test_curl_predict(reference_server: ServerProcess) -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "body", "status", "fragment"),
+    "case",
     [
         ("POST", "/v1/models/nope:predict", {"instances": [1.0]}, 404, "nope"),
         ("POST", "/v1/models/half_plus_two/versions/9:predict", {"instances": [1.0]}, 404, "9"),
@@ -168,8 +167,9 @@ def test_curl_predict(reference_server: ServerProcess) -> None:
     ],
 )
 def test_errors_are_json_with_tf_serving_codes(
-    rest: httpx.Client, method: str, path: str, body: object, status: int, fragment: str
+    rest: httpx.Client, case: tuple[str, str, object, int, str]
 ) -> None:
+    method, path, body, status, fragment = case
     reply = rest.request(method, path, json=body)
     assert reply.status_code == status, reply.text
     error = reply.json()["error"]
