@@ -88,3 +88,37 @@ class ServerProcess:
                 self.proc.wait()
         self._log_file.close()
         return int(self.proc.returncode)
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """A sample from Prometheus text exposition (0 when absent)."""
+    wanted = {f'{k}="{v}"' for k, v in labels.items()}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, rest = head.partition("{")
+        if metric != name:
+            continue
+        present = set(rest.rstrip("}").split(",")) if rest else set()
+        if wanted <= present:
+            return float(value)
+    return 0.0
+
+
+def save_slow_model(path: Path, iterations: int = 100_000) -> None:
+    """A SavedModel y = 2x that spins a graph loop first, so requests overlap predictably."""
+    import tensorflow as tf  # noqa: PLC0415  (only the tests that build models pay for it)
+
+    class Slow(tf.Module):  # type: ignore[misc]
+        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])  # type: ignore[misc]
+        def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+            _, acc = tf.while_loop(
+                lambda i, a: i < iterations,
+                lambda i, a: (i + 1, a + 1.0),
+                (tf.constant(0), tf.constant(0.0)),
+            )
+            return {"y": x * 2.0 + acc * 0.0}
+
+    module = Slow()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
