@@ -36,6 +36,7 @@ lint: ## ruff, ruff format --check, mypy --strict, generated files up to date
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy operator model_server hack/localcluster
 	$(VENV)/python hack/gen_api.py --check
+	$(VENV)/python hack/gen_protos.py --check
 
 .PHONY: test
 test: setup lint ## Run every test (unit, integration, e2e) against the real control plane
@@ -44,3 +45,7 @@ test: setup lint ## Run every test (unit, integration, e2e) against the real con
 .PHONY: test-unit
 test-unit: ## Run the unit tests only
 	$(VENV)/pytest -m unit $(PYTEST_ARGS)
+
+.PHONY: protos
+protos: ## Regenerate model_server/proto/*_pb2* from the .proto files
+	$(VENV)/python hack/gen_protos.py

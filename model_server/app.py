@@ -1,0 +1,183 @@
+"""Wire the server together and run it until SIGTERM, then drain and exit."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import uvloop
+
+from .cli import Settings
+from .config_files import ConfigError, load_model_config
+from .core.inference import InferenceService
+from .core.manager import ModelManager
+from .core.metrics import ServerMetrics
+from .http.server import HttpServer, Limits, Request, Response, json_error
+from .protocols import tfserving_grpc, v2_grpc
+from .protocols.tfserving_rest import TfServingRest
+from .protocols.v2_rest import V2Rest
+from .runtime import savedmodel
+
+log = logging.getLogger("modelship_server")
+
+
+class Router:
+    """Sends each REST request to the adapter owning its path prefix."""
+
+    def __init__(self, service: InferenceService, metrics_path: str | None) -> None:
+        self.service = service
+        self.metrics_paths = {"/metrics"} | ({metrics_path} if metrics_path else set())
+        self.tfserving = TfServingRest(service)
+        self.v2 = V2Rest(service, self)
+        self.draining = False
+
+    @property
+    def ready(self) -> bool:
+        return not self.draining and self.service.manager.ready()
+
+    async def __call__(self, request: Request) -> Response:
+        path = request.path
+        if path.startswith("/v1/"):
+            return await self.tfserving.handle(request)
+        if path == "/v2" or path.startswith("/v2/"):
+            return await self.v2.handle(request)
+        if path in self.metrics_paths and request.method == "GET":
+            body = self.service.metrics.registry.render()
+            return Response(200, body, "text/plain; version=0.0.4; charset=utf-8")
+        return json_error(404, f"no such endpoint: {request.method} {path}")
+
+
+class ConfigWatcher:
+    """Re-reads --model_config_file every poll interval and applies it when it changed."""
+
+    def __init__(self, path: str, seconds: float, manager: ModelManager) -> None:
+        self._path = path
+        self._seconds = seconds
+        self._manager = manager
+        self._last = Path(path).read_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="config-watcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._seconds):
+            try:
+                data = Path(self._path).read_bytes()
+                if data == self._last:
+                    continue
+                models = load_model_config(self._path)
+            except (OSError, ConfigError) as exc:
+                log.error("model config not reloaded: %s", exc)
+                continue
+            self._last = data
+            log.info("model config changed: %s", [m.name for m in models])
+            self._manager.set_config(models)
+
+
+class Server:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = ServerMetrics()
+        loader = functools.partial(
+            savedmodel.load,
+            intra_op_threads=settings.intra_op_threads,
+            inter_op_threads=settings.inter_op_threads,
+        )
+        self.manager = ModelManager(loader, settings.file_system_poll_seconds)
+        self.service = InferenceService(self.manager, self.metrics, settings.batching)
+        self.manager._on_unload = self.service.on_unload
+        self.router = Router(self.service, settings.metrics_path)
+        limits = Limits(
+            max_body_bytes=settings.max_body_bytes, request_timeout=settings.rest_timeout_seconds
+        )
+        self.http = HttpServer(self.router, limits)
+        self.grpc: grpc.aio.Server | None = None
+        self.watcher: ConfigWatcher | None = None
+        self.rest_port = 0
+        self.grpc_port = 0
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        s = self.settings
+        self.service.start()
+        self.manager.set_config(s.models)
+        self.manager.start()
+        if s.model_config_file and s.model_config_poll_seconds > 0:
+            self.watcher = ConfigWatcher(
+                s.model_config_file, s.model_config_poll_seconds, self.manager
+            )
+            self.watcher.start()
+        if s.rest_port:
+            self.rest_port = await self.http.start(s.host, s.rest_port)
+            log.info("REST listening on %s:%d", s.host, self.rest_port)
+        if s.grpc_port:
+            self.grpc = grpc.aio.server(
+                options=[
+                    ("grpc.max_receive_message_length", s.max_body_bytes),
+                    ("grpc.max_send_message_length", -1),
+                    ("grpc.so_reuseport", 0),
+                ]
+            )
+            tfserving_grpc.add_to_server(self.grpc, self.service)
+            v2_grpc.add_to_server(self.grpc, self.service, self.router)
+            address = f"{s.host}:{s.grpc_port}"
+            self.grpc_port = self.grpc.add_insecure_port(address)
+            if not self.grpc_port:
+                raise OSError(f"cannot bind gRPC to {address}")
+            await self.grpc.start()
+            log.info("gRPC listening on %s:%d", s.host, self.grpc_port)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self) -> None:
+        await self._stop.wait()
+
+    async def shutdown(self) -> None:
+        """Readiness goes false, listeners close, in-flight requests finish, then all stops."""
+        log.info("shutting down: draining %d in-flight request(s)", self.service.inflight)
+        self.router.draining = True
+        self.http.stop_accepting()
+        grace = self.settings.shutdown_grace_seconds
+        grpc_stopped = self.grpc.stop(grace) if self.grpc else None
+        deadline = time.monotonic() + grace
+        while self.service.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await self.http.close()
+        if grpc_stopped is not None:
+            await grpc_stopped
+        if self.watcher:
+            self.watcher.stop()
+        self.manager.stop()
+        self.service.stop()
+        log.info("stopped")
+
+
+async def _main(settings: Settings) -> int:
+    server = Server(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.request_stop)
+    try:
+        await server.start()
+    except OSError as exc:
+        log.error("cannot listen: %s", exc)
+        return 1
+    await server.wait()
+    await server.shutdown()
+    return 0
+
+
+def run(settings: Settings) -> int:
+    return uvloop.run(_main(settings))

@@ -1,0 +1,173 @@
+"""`modelship-server`: tensorflow_model_server's command line.
+
+Flags take TF Serving's `--flag=value` form (`--flag value` works too). Flags TF Serving has but
+this server does not implement are refused by name, rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import importlib.metadata
+import logging
+import os
+import sys
+
+from .config_files import (
+    ConfigError,
+    load_batching,
+    load_model_config,
+    load_monitoring,
+)
+from .core.config import BatchingConfig, ModelConfig
+
+# tensorflow_model_server flags this server refuses, with the reason.
+UNSUPPORTED = {
+    "grpc_socket_path": "unix-socket gRPC is not supported",
+    "ssl_config_file": "TLS is not supported; terminate TLS in front of the server",
+    "platform_config_file": "only the TensorFlow platform is served",
+    "use_tflite_model": "TensorFlow Lite models are not supported",
+    "enable_signature_method_name_check": "not supported",
+    "xla_cpu_compilation_enabled": "not supported",
+    "saved_model_tags": "only the 'serve' tag is loaded",
+    "grpc_channel_arguments": "not supported",
+    "prefer_tflite_model": "TensorFlow Lite models are not supported",
+    "per_process_gpu_memory_fraction": "not supported",
+}
+
+# tensorflow_model_server flags accepted for drop-in compatibility that change nothing here.
+ACCEPTED_NO_OP = {
+    "rest_api_num_threads": "REST runs on one event loop; TensorFlow work runs on batch threads",
+    "enable_model_warmup": "warm-up always runs",
+    "tensorflow_session_parallelism": "use --tensorflow_intra_op_parallelism",
+    "allow_version_labels_for_unavailable_models": "labels may name any configured version",
+    "flush_filesystem_caches": "no effect",
+}
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes"):
+        return True
+    if lowered in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    grpc_port: int
+    rest_port: int
+    host: str
+    models: list[ModelConfig]
+    model_config_file: str | None
+    model_config_poll_seconds: float
+    file_system_poll_seconds: float
+    batching: BatchingConfig | None
+    metrics_path: str | None
+    rest_timeout_seconds: float | None
+    max_body_bytes: int
+    max_b64_bytes: int
+    shutdown_grace_seconds: float
+    intra_op_threads: int
+    inter_op_threads: int
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="modelship-server",
+        description="TensorFlow model server: TF Serving REST + gRPC, Open Inference Protocol v2.",
+        allow_abbrev=False,
+    )
+    p.add_argument("--port", type=int, default=8500, help="gRPC port (0 disables gRPC)")
+    p.add_argument("--rest_api_port", type=int, default=8501, help="REST port (0 disables REST)")
+    p.add_argument("--host", default="0.0.0.0", help="address both servers listen on")
+    p.add_argument("--model_name", default=None, help="name of the one model served")
+    p.add_argument("--model_base_path", default=None, help="folder of its numeric versions")
+    p.add_argument("--model_config_file", default=None, help="text-proto ModelServerConfig")
+    p.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0.0)
+    p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
+    p.add_argument("--enable_batching", type=_bool, nargs="?", const=True, default=False)
+    p.add_argument("--batching_parameters_file", default=None)
+    p.add_argument("--monitoring_config_file", default=None)
+    p.add_argument("--rest_api_timeout_in_ms", type=int, default=30000, help="0 = no limit")
+    p.add_argument("--rest_api_max_body_bytes", type=int, default=64 << 20, help="larger: 413")
+    p.add_argument("--max_b64_bytes", type=int, default=16 << 20, help="largest binary value")
+    p.add_argument("--shutdown_grace_seconds", type=float, default=30.0)
+    p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0)
+    p.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0)
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    for flag in ACCEPTED_NO_OP:
+        p.add_argument(f"--{flag}", default=None, help=argparse.SUPPRESS)
+    for flag in UNSUPPORTED:
+        p.add_argument(f"--{flag}", default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def parse(argv: list[str]) -> Settings:
+    """Flags to Settings; exits with status 2 and a one-line reason on a bad command line."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        print(f"modelship-server {importlib.metadata.version('modelship')}")
+        raise SystemExit(0)
+    for flag, reason in UNSUPPORTED.items():
+        if getattr(args, flag) is not None:
+            parser.error(f"--{flag} is not supported by modelship-server: {reason}")
+    for flag, reason in ACCEPTED_NO_OP.items():
+        if getattr(args, flag) is not None:
+            logging.getLogger(__name__).info("--%s accepted and ignored: %s", flag, reason)
+    try:
+        return _settings(parser, args)
+    except ConfigError as exc:
+        parser.error(str(exc))
+
+
+def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Settings:
+    if args.model_config_file:
+        if args.model_base_path:
+            parser.error("--model_config_file and --model_base_path cannot both be set")
+        models = load_model_config(args.model_config_file)
+    elif args.model_base_path:
+        models = [ModelConfig(name=args.model_name or "default", base_path=args.model_base_path)]
+    else:
+        parser.error("set --model_base_path (with --model_name) or --model_config_file")
+    if args.batching_parameters_file and not args.enable_batching:
+        parser.error("--batching_parameters_file needs --enable_batching")
+    if args.port == 0 and args.rest_api_port == 0:
+        parser.error("both --port and --rest_api_port are 0: nothing would listen")
+    for flag in ("port", "rest_api_port"):
+        if not 0 <= getattr(args, flag) <= 65535:
+            parser.error(f"--{flag} must be between 0 and 65535")
+    if args.rest_api_max_body_bytes < 1:
+        parser.error("--rest_api_max_body_bytes must be positive")
+    return Settings(
+        grpc_port=args.port,
+        rest_port=args.rest_api_port,
+        host=args.host,
+        models=models,
+        model_config_file=args.model_config_file,
+        model_config_poll_seconds=args.model_config_file_poll_wait_seconds,
+        file_system_poll_seconds=args.file_system_poll_wait_seconds,
+        batching=load_batching(args.batching_parameters_file) if args.enable_batching else None,
+        metrics_path=load_monitoring(args.monitoring_config_file),
+        rest_timeout_seconds=(args.rest_api_timeout_in_ms / 1000) or None,
+        max_body_bytes=args.rest_api_max_body_bytes,
+        max_b64_bytes=args.max_b64_bytes,
+        shutdown_grace_seconds=args.shutdown_grace_seconds,
+        intra_op_threads=args.tensorflow_intra_op_parallelism,
+        inter_op_threads=args.tensorflow_inter_op_parallelism,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=os.environ.get("MODELSHIP_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = parse(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Imported late: TensorFlow takes seconds to import, and a bad flag should fail at once.
+    app = importlib.import_module("modelship_server.app")
+    return int(app.run(settings))

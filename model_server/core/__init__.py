@@ -1,0 +1,1 @@
+"""The data plane: errors, tensor types, the model registry with versions, batching, metrics."""

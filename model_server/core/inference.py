@@ -1,0 +1,103 @@
+"""The one entry point every protocol adapter uses to find a model and run it."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+
+from ..core import validate
+from ..core.batching import BatchScheduler
+from ..core.config import BatchingConfig
+from ..core.errors import Code, ServingError, invalid
+from ..core.manager import ModelManager, Resolved
+from ..core.metrics import ServerMetrics
+from ..core.types import DEFAULT_SIGNATURE, Servable, Signature, Tensors
+
+
+class InferenceService:
+    def __init__(
+        self,
+        manager: ModelManager,
+        metrics: ServerMetrics,
+        batching: BatchingConfig | None = None,
+        threads: int = 4,
+    ) -> None:
+        self.manager = manager
+        self.metrics = metrics
+        self.batcher = BatchScheduler(batching, metrics) if batching else None
+        # Without batching, each request runs on its own thread, off the event loop.
+        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="infer")
+        self._inflight: dict[str, int] = {}
+        metrics.inflight.set_callback(lambda: {(k,): float(v) for k, v in self._inflight.items()})
+        metrics.model_versions.set_callback(self._available_versions)
+
+    def start(self) -> None:
+        if self.batcher:
+            self.batcher.start()
+
+    def stop(self) -> None:
+        if self.batcher:
+            self.batcher.stop()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def on_unload(self, servable: Servable) -> None:
+        if self.batcher:
+            self.batcher.forget(servable)
+
+    @property
+    def inflight(self) -> int:
+        return sum(self._inflight.values())
+
+    def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Resolved:
+        return self.manager.resolve(name, version, label)
+
+    @staticmethod
+    def signature(resolved: Resolved, name: str | None) -> Signature:
+        key = name or DEFAULT_SIGNATURE
+        sig = resolved.servable.signatures.get(key)
+        if sig is None:
+            raise invalid(f'Serving signature name: "{key}" not found in signature def')
+        return sig
+
+    async def run(
+        self,
+        resolved: Resolved,
+        signature: Signature,
+        inputs: Tensors,
+        output_keys: list[str] | None = None,
+    ) -> Tensors:
+        """Validate inputs against the signature, then run it (batched when enabled)."""
+        inputs = validate.check_inputs(signature, inputs)
+        output_keys = validate.check_output_keys(signature, output_keys)
+        name = resolved.name
+        self._inflight[name] = self._inflight.get(name, 0) + 1
+        try:
+            if self.batcher and signature.batchable:
+                future = self.batcher.submit(
+                    name, resolved.servable, signature.name, inputs, output_keys
+                )
+                return await future
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._pool, resolved.servable.run, signature.name, inputs, output_keys
+            )
+        except concurrent.futures.CancelledError:
+            raise
+        except ServingError:
+            raise
+        except RuntimeError as exc:  # the executor refuses work once shutting down
+            raise ServingError(Code.UNAVAILABLE, f"server is shutting down: {exc}") from exc
+        finally:
+            self._inflight[name] -= 1
+
+    def record(self, model: str, api: str, entrypoint: str, started: float, ok: bool) -> None:
+        """Count one request and its latency under TF Serving's metric names."""
+        self.metrics.request_count.inc((model, "OK" if ok else "ERROR"))
+        self.metrics.request_latency.observe(
+            (model, api, entrypoint), (time.perf_counter() - started) * 1e6
+        )
+
+    def _available_versions(self) -> dict[tuple[str, ...], float]:
+        manager = self.manager
+        return {(n,): float(len(manager.available_versions(n))) for n in manager.model_names()}

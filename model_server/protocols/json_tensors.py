@@ -1,0 +1,92 @@
+"""JSON values <-> numpy tensors, with TF Serving's {"b64": ...} convention for binary strings."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import numpy as np
+
+from ..core import dtypes
+from ..core.errors import invalid
+
+B64_KEY = "b64"
+
+
+def is_b64(value: object) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and B64_KEY in value
+
+
+def decode_b64(value: dict[str, Any], max_bytes: int | None = None) -> bytes:
+    text = value[B64_KEY]
+    if not isinstance(text, str):
+        raise invalid('"b64" value must be a string')
+    if max_bytes is not None and len(text) > (max_bytes * 4) // 3 + 4:
+        raise invalid(f"b64 value larger than {max_bytes} bytes")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid("invalid base64 in b64 value") from None
+
+
+def to_array(key: str, value: Any, tf_dtype: str) -> np.ndarray:
+    """One input's JSON value as an array of the signature dtype's family (cast later)."""
+    if dtypes.is_string(tf_dtype):
+        return _string_array(key, value)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError, OverflowError):
+        raise invalid(f"input {key!r}: values do not form a regular tensor") from None
+    if array.dtype.kind not in "biuf":
+        raise invalid(f"input {key!r}: expected numbers for {tf_dtype}")
+    return array
+
+
+def _string_array(key: str, value: Any) -> np.ndarray:
+    flat: list[bytes] = []
+    shape = _walk_strings(key, value, flat, 0)
+    array = np.empty(len(flat), dtype=object)
+    array[:] = flat
+    return array.reshape(shape)
+
+
+def _walk_strings(key: str, value: Any, out: list[bytes], depth: int) -> tuple[int, ...]:
+    if depth > 32:
+        raise invalid(f"input {key!r}: nested too deeply")
+    if isinstance(value, str):
+        out.append(value.encode())
+        return ()
+    if is_b64(value):
+        out.append(decode_b64(value))
+        return ()
+    if isinstance(value, list):
+        shapes = {_walk_strings(key, item, out, depth + 1) for item in value}
+        if len(shapes) > 1:
+            raise invalid(f"input {key!r}: values do not form a regular tensor")
+        inner = shapes.pop() if shapes else ()
+        return (len(value), *inner)
+    raise invalid(f'input {key!r}: expected strings or {{"b64": ...}} values')
+
+
+def to_json(key: str, array: np.ndarray) -> Any:
+    """A tensor as JSON-ready data: numeric arrays stay numpy (orjson writes them natively)."""
+    if array.dtype.kind == "O" or array.dtype.kind in "SU":
+        binary = key.endswith("_bytes")
+        return _strings_to_json(array.tolist(), binary)
+    if array.dtype.kind == "f" and array.dtype.itemsize == 2:
+        array = array.astype(np.float32)  # orjson has no float16
+    return np.ascontiguousarray(array) if array.ndim else array.item()
+
+
+def _strings_to_json(value: Any, binary: bool) -> Any:
+    if isinstance(value, list):
+        return [_strings_to_json(item, binary) for item in value]
+    if isinstance(value, str):
+        value = value.encode()
+    if not binary:
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            pass  # not text: send it as base64 rather than corrupt it
+    return {B64_KEY: base64.b64encode(value).decode()}

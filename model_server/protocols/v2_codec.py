@@ -1,0 +1,152 @@
+"""Open Inference Protocol tensors: JSON `data`, raw little-endian bytes, and BYTES framing."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+
+from ..core import dtypes
+from ..core.errors import invalid
+from ..core.types import Signature
+
+PLATFORM = "tensorflow_savedmodel"
+MAX_ELEMENTS = 1 << 28
+
+
+def element_count(key: str, shape: Any) -> tuple[int, ...]:
+    if not isinstance(shape, list | tuple) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise invalid(f"input {key!r}: shape must be a list of non-negative integers")
+    dims = tuple(int(d) for d in shape)
+    if dims and int(np.prod(dims, dtype=np.float64)) > MAX_ELEMENTS:
+        raise invalid(f"input {key!r}: tensor too large")
+    return dims
+
+
+def numpy_dtype(key: str, datatype: Any) -> np.dtype[Any]:
+    if not isinstance(datatype, str):
+        raise invalid(f"input {key!r}: datatype must be a string")
+    return dtypes.numpy_dtype(dtypes.v2_to_tf(datatype))
+
+
+def from_raw(key: str, datatype: str, shape: tuple[int, ...], raw: bytes) -> np.ndarray:
+    """Raw tensor bytes (binary extension / raw_input_contents) as an array of `shape`."""
+    size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if datatype == "BYTES":
+        items = _unframe(key, raw)
+        if len(items) != size:
+            raise invalid(f"input {key!r}: {len(items)} BYTES elements for shape {list(shape)}")
+        array = np.empty(size, dtype=object)
+        array[:] = items
+        return array.reshape(shape)
+    dtype = numpy_dtype(key, datatype).newbyteorder("<")
+    if len(raw) != size * dtype.itemsize:
+        raise invalid(
+            f"input {key!r}: {len(raw)} bytes do not hold {datatype} of shape {list(shape)}"
+        )
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+def from_json(key: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
+    size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if datatype == "BYTES":
+        flat = _flatten_strings(key, data)
+        array = np.empty(len(flat), dtype=object)
+        array[:] = flat
+    else:
+        dtype = numpy_dtype(key, datatype)
+        try:
+            array = np.asarray(data)
+        except (ValueError, TypeError, OverflowError):
+            raise invalid(f"input {key!r}: data is not a regular array") from None
+        if array.dtype.kind not in "biuf":
+            raise invalid(f"input {key!r}: data must be numbers for {datatype}")
+        if dtype.kind in "iu" and array.dtype.kind == "f":
+            raise invalid(f"input {key!r}: non-integer data for {datatype}")
+        try:
+            array = array.astype(dtype)
+        except (ValueError, OverflowError):
+            raise invalid(f"input {key!r}: data does not fit {datatype}") from None
+    if array.size != size:
+        raise invalid(f"input {key!r}: {array.size} elements for shape {list(shape)}")
+    return array.reshape(shape)
+
+
+def _flatten_strings(key: str, data: Any) -> list[bytes]:
+    out: list[bytes] = []
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, str):
+            out.append(item.encode())
+        elif isinstance(item, bytes):
+            out.append(item)
+        else:
+            raise invalid(f"input {key!r}: BYTES data must be strings")
+    return out
+
+
+def _unframe(key: str, raw: bytes) -> list[bytes]:
+    items, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise invalid(f"input {key!r}: truncated BYTES length prefix")
+        (length,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise invalid(f"input {key!r}: BYTES element overruns the buffer")
+        items.append(bytes(raw[offset : offset + length]))
+        offset += length
+    return items
+
+
+def to_raw(array: np.ndarray) -> bytes:
+    if array.dtype.kind in "OSU":
+        parts = []
+        for item in array.reshape(-1).tolist():
+            data = item if isinstance(item, bytes) else str(item).encode()
+            parts.append(struct.pack("<I", len(data)))
+            parts.append(data)
+        return b"".join(parts)
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+
+
+def datatype(array: np.ndarray) -> str:
+    return dtypes.tf_to_v2(dtypes.tf_name_from_numpy(array.dtype))
+
+
+def to_json_data(array: np.ndarray) -> Any:
+    """Flattened row-major data, as the protocol's JSON form prefers."""
+    if array.dtype.kind in "OSU":
+        return [
+            (v.decode(errors="replace") if isinstance(v, bytes) else str(v))
+            for v in array.reshape(-1).tolist()
+        ]
+    if array.dtype == np.float16:
+        array = array.astype(np.float32)
+    return np.ascontiguousarray(array.reshape(-1))
+
+
+def metadata(name: str, versions: list[int], signature: Signature) -> dict[str, Any]:
+    def tensors(specs: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": key,
+                "datatype": dtypes.tf_to_v2(spec.dtype),
+                "shape": list(spec.shape) if spec.shape is not None else [-1],
+            }
+            for key, spec in specs.items()
+        ]
+
+    return {
+        "name": name,
+        "versions": [str(v) for v in versions],
+        "platform": PLATFORM,
+        "inputs": tensors(signature.inputs),
+        "outputs": tensors(signature.outputs),
+    }

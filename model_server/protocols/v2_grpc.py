@@ -1,0 +1,143 @@
+"""Open Inference Protocol (KServe v2) gRPC: inference.GRPCInferenceService."""
+# ruff: noqa: N802  (method names are the RPC names)
+
+from __future__ import annotations
+
+import importlib.metadata
+import time
+from typing import Any
+
+import grpc
+import numpy as np
+
+from ..core.errors import ServingError, invalid
+from ..core.inference import InferenceService
+from ..proto import grpc_predict_v2_pb2 as pb
+from ..proto import grpc_predict_v2_pb2_grpc as pb_grpc
+from . import v2_codec
+from .v2_rest import EXTENSIONS, Readiness
+
+# InferTensorContents field holding each datatype when raw contents are not used.
+_CONTENTS = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "INT64": "int64_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+
+
+def _version(text: str) -> int | None:
+    if not text:
+        return None
+    if not text.isdigit():
+        raise invalid(f"version must be a number, got {text!r}")
+    return int(text)
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, service: InferenceService, readiness: Readiness) -> None:
+        self.service = service
+        self.readiness = readiness
+
+    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return pb.ServerReadyResponse(ready=self.readiness.ready)
+
+    async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            version = _version(request.version)
+        except ServingError as exc:
+            await context.abort(grpc.StatusCode[exc.code.name], exc.message)
+        ready = self.readiness.ready and self.service.manager.model_ready(request.name, version)
+        return pb.ModelReadyResponse(ready=ready)
+
+    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return pb.ServerMetadataResponse(
+            name="modelship",
+            version=importlib.metadata.version("modelship"),
+            extensions=EXTENSIONS,
+        )
+
+    async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            resolved = self.service.resolve(request.name, _version(request.version))
+            signature = self.service.signature(resolved, None)
+        except ServingError as exc:
+            await context.abort(grpc.StatusCode[exc.code.name], exc.message)
+        meta = v2_codec.metadata(
+            request.name, self.service.manager.available_versions(request.name), signature
+        )
+        response = pb.ModelMetadataResponse(
+            name=meta["name"], versions=meta["versions"], platform=meta["platform"]
+        )
+        for field in ("inputs", "outputs"):
+            for tensor in meta[field]:
+                getattr(response, field).add(**tensor)
+        return response
+
+    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = time.perf_counter()
+        ok = False
+        try:
+            resolved = self.service.resolve(request.model_name, _version(request.model_version))
+            sig_param = request.parameters.get("signature_name")
+            signature = self.service.signature(
+                resolved, sig_param.string_param if sig_param is not None else None
+            )
+            inputs = _inputs(request)
+            wanted = [o.name for o in request.outputs]
+            outputs = await self.service.run(resolved, signature, inputs, wanted or None)
+            response = pb.ModelInferResponse(
+                model_name=resolved.name, model_version=str(resolved.version), id=request.id
+            )
+            for key, array in outputs.items():
+                response.outputs.add(
+                    name=key, datatype=v2_codec.datatype(array), shape=list(array.shape)
+                )
+                response.raw_output_contents.append(v2_codec.to_raw(array))
+            ok = True
+            return response
+        except ServingError as exc:
+            await context.abort(grpc.StatusCode[exc.code.name], exc.message)
+        finally:
+            self.service.record(request.model_name, "infer", "GRPC", started, ok)
+
+
+def _inputs(request: Any) -> dict[str, np.ndarray]:
+    if not request.inputs:
+        raise invalid("request has no inputs")
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise invalid(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
+    inputs: dict[str, np.ndarray] = {}
+    for index, tensor in enumerate(request.inputs):
+        key = tensor.name
+        if key in inputs:
+            raise invalid(f"input {key!r} given twice")
+        v2_codec.numpy_dtype(key, tensor.datatype)
+        shape = v2_codec.element_count(key, list(tensor.shape))
+        if raw:
+            inputs[key] = v2_codec.from_raw(key, tensor.datatype, shape, raw[index])
+        else:
+            field = _CONTENTS.get(tensor.datatype)
+            if field is None:
+                raise invalid(f"input {key!r}: {tensor.datatype} needs raw_input_contents")
+            values = list(getattr(tensor.contents, field))
+            inputs[key] = v2_codec.from_json(key, tensor.datatype, shape, values)
+    return inputs
+
+
+def add_to_server(server: grpc.aio.Server, service: InferenceService, readiness: Readiness) -> None:
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        InferenceServicer(service, readiness), server
+    )

@@ -1,0 +1,211 @@
+"""Open Inference Protocol (KServe v2) over REST, with the binary tensor data extension."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import time
+from typing import Any, Protocol
+
+import orjson
+
+from ..core.errors import ServingError, invalid, not_found
+from ..core.inference import InferenceService
+from ..http.server import Request, Response, json_error
+from . import v2_codec
+
+HEADER_LENGTH = "inference-header-content-length"
+EXTENSIONS = ["binary_tensor_data"]
+_PATH = re.compile(
+    r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<verb>/ready|/infer)?/?$"
+)
+
+
+class Readiness(Protocol):
+    @property
+    def ready(self) -> bool: ...
+
+
+def server_metadata() -> dict[str, Any]:
+    return {
+        "name": "modelship",
+        "version": importlib.metadata.version("modelship"),
+        "extensions": EXTENSIONS,
+    }
+
+
+def _json(status: int, payload: Any) -> Response:
+    return Response(status, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+class V2Rest:
+    def __init__(self, service: InferenceService, readiness: Readiness) -> None:
+        self.service = service
+        self.readiness = readiness
+
+    async def handle(self, request: Request) -> Response:
+        path = request.path.rstrip("/")
+        try:
+            if path == "/v2":
+                return _json(200, server_metadata())
+            if path == "/v2/health/live":
+                return _json(200, {"live": True})
+            if path == "/v2/health/ready":
+                ready = self.readiness.ready
+                return _json(200 if ready else 503, {"ready": ready})
+            match = _PATH.match(path)
+            if match is None:
+                raise not_found(f"no such endpoint: {request.path}")
+            return await self._model(request, match)
+        except ServingError as exc:
+            return json_error(exc.http_status, exc.message)
+
+    async def _model(self, request: Request, match: re.Match[str]) -> Response:
+        name, verb = match["name"], match["verb"]
+        version = _version(match["version"])
+        if verb == "/infer":
+            if request.method != "POST":
+                raise invalid("use POST for infer")
+            return await self._infer(request, name, version)
+        if request.method != "GET":
+            raise invalid(f"use GET for {request.path}")
+        if verb == "/ready":
+            ready = self.readiness.ready and self.service.manager.model_ready(name, version)
+            if not ready and name not in self.service.manager.model_names():
+                raise not_found(f"model {name!r} not found")
+            return _json(200 if ready else 503, {"name": name, "ready": ready})
+        resolved = self.service.resolve(name, version)
+        signature = self.service.signature(resolved, None)
+        versions = self.service.manager.available_versions(name)
+        return _json(200, v2_codec.metadata(name, versions, signature))
+
+    async def _infer(self, request: Request, name: str, version: int | None) -> Response:
+        started = time.perf_counter()
+        ok = False
+        try:
+            body, binary = _split_body(request)
+            resolved = self.service.resolve(name, version)
+            params = body.get("parameters") or {}
+            if not isinstance(params, dict):
+                raise invalid("'parameters' must be an object")
+            signature = self.service.signature(resolved, params.get("signature_name"))
+            inputs = _inputs(body, binary)
+            wanted, binary_out = _requested_outputs(body, params)
+            outputs = await self.service.run(resolved, signature, inputs, wanted or None)
+            response = self._respond(body, resolved.name, resolved.version, outputs, binary_out)
+            ok = True
+            return response
+        finally:
+            self.service.record(name, "infer", "REST", started, ok)
+
+    @staticmethod
+    def _respond(
+        body: dict[str, Any],
+        name: str,
+        version: int,
+        outputs: dict[str, Any],
+        binary_out: set[str] | bool,
+    ) -> Response:
+        result: dict[str, Any] = {"model_name": name, "model_version": str(version)}
+        if "id" in body:
+            result["id"] = body["id"]
+        chunks: list[bytes] = []
+        entries = []
+        for key, array in outputs.items():
+            entry: dict[str, Any] = {
+                "name": key,
+                "datatype": v2_codec.datatype(array),
+                "shape": list(array.shape),
+            }
+            if binary_out is True or (isinstance(binary_out, set) and key in binary_out):
+                raw = v2_codec.to_raw(array)
+                entry["parameters"] = {"binary_data_size": len(raw)}
+                chunks.append(raw)
+            else:
+                entry["data"] = v2_codec.to_json_data(array)
+            entries.append(entry)
+        result["outputs"] = entries
+        head = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
+        if not chunks:
+            return Response(200, head)
+        return Response(
+            200,
+            head + b"".join(chunks),
+            "application/octet-stream",
+            ((HEADER_LENGTH, str(len(head))),),
+        )
+
+
+def _version(text: str | None) -> int | None:
+    if text is None or text == "":
+        return None
+    if not text.isdigit():
+        raise invalid(f"version must be a number, got {text!r}")
+    return int(text)
+
+
+def _split_body(request: Request) -> tuple[dict[str, Any], bytes]:
+    header = request.headers.get(HEADER_LENGTH)
+    raw = request.body
+    binary = b""
+    if header is not None:
+        if not header.isdigit() or int(header) > len(raw):
+            raise invalid(f"bad {HEADER_LENGTH} header: {header!r}")
+        raw, binary = raw[: int(header)], raw[int(header) :]
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid(f"JSON parse error: {exc.msg} at offset {exc.pos}") from None
+    if not isinstance(body, dict):
+        raise invalid("request body must be a JSON object")
+    return body, binary
+
+
+def _inputs(body: dict[str, Any], binary: bytes) -> dict[str, Any]:
+    items = body.get("inputs")
+    if not isinstance(items, list) or not items:
+        raise invalid("'inputs' must be a non-empty list")
+    inputs: dict[str, Any] = {}
+    offset = 0
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise invalid("each input needs a 'name'")
+        key = item["name"]
+        if key in inputs:
+            raise invalid(f"input {key!r} given twice")
+        datatype = item.get("datatype")
+        v2_codec.numpy_dtype(key, datatype)
+        assert isinstance(datatype, str)  # numpy_dtype refused anything else
+        shape = v2_codec.element_count(key, item.get("shape"))
+        params = item.get("parameters") or {}
+        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        if size is not None:
+            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+                raise invalid(f"input {key!r}: binary_data_size {size!r} exceeds the body")
+            inputs[key] = v2_codec.from_raw(key, datatype, shape, binary[offset : offset + size])
+            offset += size
+        elif "data" in item:
+            inputs[key] = v2_codec.from_json(key, datatype, shape, item["data"])
+        else:
+            raise invalid(f"input {key!r} has neither 'data' nor binary_data_size")
+    if offset != len(binary):
+        raise invalid("binary data left over after the inputs")
+    return inputs
+
+
+def _requested_outputs(body: dict[str, Any], params: dict[str, Any]) -> tuple[list[str], Any]:
+    default_binary = bool(params.get("binary_data_output", False))
+    items = body.get("outputs")
+    if items is None:
+        return [], default_binary
+    if not isinstance(items, list):
+        raise invalid("'outputs' must be a list")
+    names, binary = [], set()
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise invalid("each requested output needs a 'name'")
+        names.append(item["name"])
+        out_params = item.get("parameters") or {}
+        if isinstance(out_params, dict) and out_params.get("binary_data", default_binary):
+            binary.add(item["name"])
+    return names, binary

@@ -1,0 +1,165 @@
+"""The batch scheduler with a fake servable: merging, splitting, lone requests, bounds."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Mapping
+
+import numpy as np
+import pytest
+from modelship_server.core.batching import BatchScheduler
+from modelship_server.core.config import BatchingConfig
+from modelship_server.core.errors import Code, ServingError
+from modelship_server.core.metrics import ServerMetrics
+from modelship_server.core.types import Signature, Tensors
+
+
+class Doubler:
+    """y = 2x, recording each batch it was called with; can be held to build a queue."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    @property
+    def signatures(self) -> Mapping[str, Signature]:
+        return {}
+
+    def signature_def_map(self) -> bytes:
+        return b""
+
+    def run(self, signature: str, inputs: Tensors, output_keys: list[str] | None) -> Tensors:
+        self.entered.set()
+        self.gate.wait(10)
+        x = inputs["x"]
+        if np.any(x < 0):
+            raise ServingError(Code.INVALID_ARGUMENT, "negative input")
+        self.calls.append(int(x.shape[0]))
+        return {"y": x * 2}
+
+    def close(self) -> None:
+        pass
+
+
+def _run(config: BatchingConfig, body: object) -> tuple[ServerMetrics, object]:
+    metrics = ServerMetrics()
+    scheduler = BatchScheduler(config, metrics)
+    scheduler.start()
+    try:
+        result = asyncio.run(body(scheduler))  # type: ignore[operator]
+    finally:
+        scheduler.stop()
+    return metrics, result
+
+
+def test_queued_requests_are_merged_and_split_back() -> None:
+    model = Doubler()
+
+    async def body(scheduler: BatchScheduler) -> list[Tensors]:
+        model.gate.clear()
+        first = scheduler.submit("m", model, "s", {"x": np.array([[1.0]])}, None)
+        await asyncio.to_thread(model.entered.wait, 5)
+        rest = [
+            scheduler.submit("m", model, "s", {"x": np.full((n, 1), float(n))}, None)
+            for n in (1, 2, 3)
+        ]
+        model.gate.set()
+        return await asyncio.gather(first, *rest)
+
+    metrics, results = _run(BatchingConfig(max_batch_size=8), body)
+    assert model.calls == [1, 6]
+    outs = [r["y"].reshape(-1).tolist() for r in results]  # type: ignore[attr-defined]
+    assert outs == [[2.0], [2.0], [4.0, 4.0], [6.0, 6.0, 6.0]]
+    assert metrics.input_batch_size.count(("m",)) == 2
+
+
+def test_a_lone_request_does_not_wait_for_the_timeout() -> None:
+    model = Doubler()
+
+    async def body(scheduler: BatchScheduler) -> float:
+        started = time.perf_counter()
+        await scheduler.submit("m", model, "s", {"x": np.array([[1.0]])}, None)
+        return time.perf_counter() - started
+
+    _, elapsed = _run(BatchingConfig(max_batch_size=8, batch_timeout_micros=5_000_000), body)
+    assert elapsed < 2.0  # far below the 5 s timeout
+    assert model.calls == [1]
+
+
+def test_batches_respect_max_size_and_pad_to_allowed_sizes() -> None:
+    model = Doubler()
+
+    async def body(scheduler: BatchScheduler) -> list[Tensors]:
+        model.gate.clear()
+        first = scheduler.submit("m", model, "s", {"x": np.array([[0.5]])}, None)
+        await asyncio.to_thread(model.entered.wait, 5)
+        rest = [
+            scheduler.submit("m", model, "s", {"x": np.array([[float(i)]])}, None) for i in range(5)
+        ]
+        model.gate.set()
+        return await asyncio.gather(first, *rest)
+
+    config = BatchingConfig(max_batch_size=4, allowed_batch_sizes=(2, 4))
+    _metrics, results = _run(config, body)
+    # 1 alone padded to 2; then 4; then 1 padded to 2.
+    assert model.calls == [2, 4, 2]
+    assert [float(r["y"][0, 0]) for r in results] == [1.0, 0.0, 2.0, 4.0, 6.0, 8.0]  # type: ignore[index]
+    assert all(r["y"].shape == (1, 1) for r in results)  # type: ignore[index]
+
+
+def test_a_bad_request_fails_alone() -> None:
+    model = Doubler()
+
+    async def body(scheduler: BatchScheduler) -> list[object]:
+        model.gate.clear()
+        first = scheduler.submit("m", model, "s", {"x": np.array([[1.0]])}, None)
+        await asyncio.to_thread(model.entered.wait, 5)
+        good = scheduler.submit("m", model, "s", {"x": np.array([[2.0]])}, None)
+        bad = scheduler.submit("m", model, "s", {"x": np.array([[-1.0]])}, None)
+        model.gate.set()
+        return await asyncio.gather(first, good, bad, return_exceptions=True)
+
+    _, results = _run(BatchingConfig(max_batch_size=8), body)
+    _first, good, bad = results  # type: ignore[misc]
+    assert float(good["y"][0, 0]) == 4.0
+    assert isinstance(bad, ServingError)
+    assert bad.code is Code.INVALID_ARGUMENT
+
+
+def test_full_queue_refuses_with_resource_exhausted() -> None:
+    model = Doubler()
+
+    async def body(scheduler: BatchScheduler) -> None:
+        model.gate.clear()
+        first = scheduler.submit("m", model, "s", {"x": np.array([[1.0]])}, None)
+        await asyncio.to_thread(model.entered.wait, 5)
+        queued = scheduler.submit("m", model, "s", {"x": np.array([[1.0], [1.0]])}, None)
+        with pytest.raises(ServingError) as info:
+            scheduler.submit("m", model, "s", {"x": np.array([[1.0]])}, None)
+        assert info.value.code is Code.RESOURCE_EXHAUSTED
+        model.gate.set()
+        await asyncio.gather(first, queued)
+
+    metrics, _ = _run(BatchingConfig(max_batch_size=2, max_enqueued_batches=1), body)
+    assert metrics.queue_depth.value(("m",)) == 0
+
+
+def test_incompatible_shapes_are_not_merged() -> None:
+    model = Doubler()
+
+    async def body(scheduler: BatchScheduler) -> list[Tensors]:
+        model.gate.clear()
+        first = scheduler.submit("m", model, "s", {"x": np.ones((1, 1))}, None)
+        await asyncio.to_thread(model.entered.wait, 5)
+        a = scheduler.submit("m", model, "s", {"x": np.ones((1, 2))}, None)
+        b = scheduler.submit("m", model, "s", {"x": np.ones((1, 3))}, None)
+        model.gate.set()
+        return await asyncio.gather(first, a, b)
+
+    _, results = _run(BatchingConfig(max_batch_size=8), body)
+    assert model.calls == [1, 1, 1]
+    assert [r["y"].shape for r in results] == [(1, 1), (1, 2), (1, 3)]  # type: ignore[index]
