@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from modelship_localcluster.cli import install_crds
 from modelship_localcluster.cluster import LocalCluster
+from storage_helpers import S3Server
+from storage_servers import s3_server_in
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER_BY_FOLDER = {"unit": "unit", "integration": "integration", "e2e": "e2e"}
@@ -36,6 +38,13 @@ def cluster() -> Iterator[LocalCluster]:
     yield local
     # Logs stay in .cluster/pytest/logs for a look after a failed run.
     local.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 API (versitygw) on loopback, with the test credentials of storage_helpers."""
+    with s3_server_in(tmp_path_factory.mktemp("versitygw")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import wait_for
+from kube_helpers import wait_for
 from modelship_localcluster.cluster import OPERATOR_USER, LocalCluster, default_bin_dir
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "modelship"

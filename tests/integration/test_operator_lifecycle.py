@@ -6,7 +6,7 @@ import json
 import time
 
 import yaml
-from helpers import get, model_deployment, new_namespace, operator_writes, wait_for
+from kube_helpers import get, model_deployment, new_namespace, operator_writes, wait_for
 from modelship_localcluster.cluster import LocalCluster
 
 READS = ("get", "list")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from helpers import (
+from kube_helpers import (
     apply,
     condition,
     get,

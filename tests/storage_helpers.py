@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
 ACCESS_KEY = "modelship-test"
 SECRET_KEY = "test-secret-0b8f1c"
 REAL_MODEL = (
