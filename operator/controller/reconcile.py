@@ -7,8 +7,7 @@ import datetime
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
@@ -25,9 +24,9 @@ log = logging.getLogger(__name__)
 class Writer(Protocol):
     """The write calls a reconcile may make (operator/kube.py's KubeApi)."""
 
-    def apply(self, obj: dict) -> dict: ...  # type: ignore[type-arg]
-    def delete(self, obj: dict) -> None: ...  # type: ignore[type-arg]
-    def apply_status(self, ref: ModelDeploymentRef, status: dict) -> None: ...  # type: ignore[type-arg]
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+    def delete(self, obj: dict[str, Any]) -> None: ...
+    def apply_status(self, ref: ModelDeploymentRef, status: dict[str, Any]) -> None: ...
     def event(self, ref: ModelDeploymentRef, type_: str, reason: str, message: str) -> None: ...
 
 
@@ -48,21 +47,17 @@ def _reason_of(err: ApiException) -> str:
     return str(message or err.reason or err)
 
 
-@dataclass
-class Outcome:
-    writes: int = 0
-
-
 def reconcile(
     snapshot: Snapshot,
     api: Writer,
     now: Callable[[], str] = utc_now,
     prober: VersionProber | None = None,
-) -> Outcome:
-    """Transient API errors propagate (the queue retries with backoff); refusals become
-    Stalled=True for this generation and are not retried until the spec changes."""
+) -> int:
+    """Returns the number of writes made. Transient API errors propagate (the queue retries
+    with backoff); refusals become Stalled=True for this generation and are not retried until
+    the spec changes."""
     ref = snapshot.ref
-    outcome = Outcome()
+    writes = 0
     try:
         spec = ModelDeploymentSpec.model_validate(snapshot.body.get("spec") or {})
     except ValidationError as err:
@@ -70,8 +65,8 @@ def reconcile(
         status = invalid_spec_status(ref, f"spec does not validate: {err}", snapshot.status, now())
         if status != snapshot.status:
             api.apply_status(ref, status)
-            outcome.writes += 1
-        return outcome
+            writes += 1
+        return writes
     plan = plan_children(snapshot, spec)
     apply_error = plan.refused
     applied_deployment = False
@@ -85,13 +80,13 @@ def reconcile(
             apply_error = f"{obj['kind']} {obj['metadata']['name']}: {_reason_of(err)}"
             events.append(Event("Warning", INVALID_SPEC, apply_error))
             break
-        outcome.writes += 1
+        writes += 1
         events.append(event)
         applied_deployment |= obj["kind"] == "Deployment"
     if apply_error is None:
         for obj, event in plan.delete:
             api.delete(obj)
-            outcome.writes += 1
+            writes += 1
             events.append(event)
 
     deployment = snapshot.children.get("Deployment")
@@ -109,11 +104,11 @@ def reconcile(
     if status != snapshot.status:
         events += _transition_events(snapshot, verdict)
         api.apply_status(ref, status)
-        outcome.writes += 1
+        writes += 1
     for event in _merged(events):
         try:
             api.event(ref, event.type, event.reason, event.message)
-            outcome.writes += 1
+            writes += 1
         except ApiException as err:  # an event lost is not worth a retry of the reconcile
             log.warning(
                 "could not post event %s for %s/%s: %s",
@@ -122,7 +117,7 @@ def reconcile(
                 ref.name,
                 err.reason,
             )
-    return outcome
+    return writes
 
 
 def _transition_events(snapshot: Snapshot, verdict: Verdict) -> list[Event]:
