@@ -105,23 +105,20 @@ class ExternalKubelet:
         self._wait_ready(address, process, root / f"{server['name']}.log")
         self._report_running(pod, address)
 
+    def _get(self, kind: str, name: str, pod: dict[str, Any]) -> dict[str, Any]:
+        out = self._cluster.kubectl(
+            "get", kind, name, "-n", pod["metadata"]["namespace"], "-o", "json"
+        ).stdout
+        obj: dict[str, Any] = json.loads(out)
+        return obj
+
     def _volumes(self, pod: dict[str, Any], root: Path) -> dict[str, Path]:
         folders = {}
         for volume in pod["spec"].get("volumes", []):
             folder = root / "volumes" / volume["name"]
             folder.mkdir(parents=True, exist_ok=True)
             if "configMap" in volume:
-                config = json.loads(
-                    self._cluster.kubectl(
-                        "get",
-                        "configmap",
-                        volume["configMap"]["name"],
-                        "-n",
-                        pod["metadata"]["namespace"],
-                        "-o",
-                        "json",
-                    ).stdout
-                )
+                config = self._get("configmap", volume["configMap"]["name"], pod)
                 for key, value in config.get("data", {}).items():
                     (folder / key).write_text(value)
             folders[volume["name"]] = folder
@@ -146,17 +143,7 @@ class ExternalKubelet:
     def _env(self, container: dict[str, Any], pod: dict[str, Any]) -> dict[str, str]:
         env = {"PATH": str(BIN) + ":/usr/bin:/bin", "HOME": str(self._workdir)}
         for source in container.get("envFrom", []):
-            secret = json.loads(
-                self._cluster.kubectl(
-                    "get",
-                    "secret",
-                    source["secretRef"]["name"],
-                    "-n",
-                    pod["metadata"]["namespace"],
-                    "-o",
-                    "json",
-                ).stdout
-            )
+            secret = self._get("secret", source["secretRef"]["name"], pod)
             for key, value in secret.get("data", {}).items():
                 env[key] = base64.b64decode(value).decode()
         for var in container.get("env", []):
