@@ -138,5 +138,6 @@ def test_cpu_pods_run_and_become_ready(cluster: LocalCluster) -> None:
 
 def test_every_component_logs_into_one_folder(cluster: LocalCluster) -> None:
     names = {p.stem for p in cluster.logs.glob("*.log")}
-    assert names == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+    components = {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+    assert components <= names, names  # and the operator's, once a test has started it
     assert (cluster.logs / "kube-apiserver.log").stat().st_size > 0
