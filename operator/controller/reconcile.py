@@ -140,4 +140,4 @@ def _merged(events: list[Event]) -> list[Event]:
     merged: dict[tuple[str, str], list[str]] = {}
     for event in events:
         merged.setdefault((event.type, event.reason), []).append(event.message)
-    return [Event(t, r, "; ".join(messages)) for (t, r), messages in merged.items()]
+    return [Event(t, r, "; ".join(dict.fromkeys(messages))) for (t, r), messages in merged.items()]
