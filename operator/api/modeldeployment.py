@@ -20,7 +20,7 @@ from .common import (
     validations,
 )
 
-DEFAULT_SERVER_IMAGE = "ghcr.io/modelship/model-server:0.1.0"
+DEFAULT_SERVER_IMAGE = "ghcr.io/modelship/modelship:0.1.0"
 
 
 class Server(ApiModel):
