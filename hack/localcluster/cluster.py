@@ -55,16 +55,6 @@ def free_port() -> int:
         return port
 
 
-def _wait(what: str, check: Callable[[], bool], timeout: float, on_fail: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            if check():
-                return
-        time.sleep(0.2)
-    raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}\n{on_fail()}")
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -93,6 +83,10 @@ class LocalCluster:
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
     _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        # Components run with the cluster folder as their working directory.
+        self.root = self.root.resolve()
 
     @property
     def kubeconfig(self) -> Path:
@@ -239,6 +233,20 @@ class LocalCluster:
         dead = [n for n, c in self._children.items() if c.poll() is not None]
         return f"exited early: {', '.join(dead)}\n" if dead else ""
 
+    def _wait(self, what: str, check: Callable[[], bool], timeout: float) -> None:
+        """Poll `check`; give up at the deadline, or at once when a component has exited."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                if check():
+                    return
+            if self._exited():
+                raise ClusterError(f"waiting for {what}: {self._failure_report()}")
+            time.sleep(0.2)
+        raise ClusterError(
+            f"timed out after {timeout:.0f}s waiting for {what}\n{self._failure_report()}"
+        )
+
     def _failure_report(self) -> str:
         return self._exited() + self.log_tails()
 
@@ -295,7 +303,7 @@ class LocalCluster:
             with urllib.request.urlopen(f"{client}/health", timeout=2) as response:
                 return bool(json.loads(response.read()).get("health") == "true")
 
-        _wait("etcd /health", healthy, timeout, self._failure_report)
+        self._wait("etcd /health", healthy, timeout)
 
     @property
     def audit_log(self) -> Path:
@@ -349,7 +357,7 @@ class LocalCluster:
         def ready() -> bool:
             return bool(self.request("GET", "/readyz") == "ok")
 
-        _wait("kube-apiserver /readyz", ready, timeout, self._failure_report)
+        self._wait("kube-apiserver /readyz", ready, timeout)
 
     def _start_controllers(self) -> None:
         pki = self.root / "pki"
@@ -488,11 +496,11 @@ class LocalCluster:
             }
             return expected <= ready
 
-        _wait(f"{len(expected)} kwok nodes to be Ready", all_ready, timeout, self._failure_report)
+        self._wait(f"{len(expected)} kwok nodes to be Ready", all_ready, timeout)
 
     def _wait_default_service_account(self, timeout: float) -> None:
         # Pods are refused until the controller-manager has made the namespace's default account.
         def exists() -> bool:
             return bool(self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default"))
 
-        _wait("the default service account", exists, timeout, self._failure_report)
+        self._wait("the default service account", exists, timeout)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from modelship_localcluster.cluster import LocalCluster
 from modelship_localcluster.nodes import (
     DEFAULT_POOLS,
     NodePool,
@@ -47,3 +50,10 @@ def test_load_pools_reads_yaml_and_rejects_other_shapes() -> None:
     assert pools == [NodePool("big", 3, gpus=2, gpu_product="L4")]
     with pytest.raises(ValueError, match="YAML list"):
         load_pools("name: big\n")
+
+
+def test_cluster_folder_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cluster = LocalCluster(root=Path("relative/cluster"))
+    assert cluster.root == tmp_path / "relative" / "cluster"
+    assert cluster.kubeconfig.is_absolute()
