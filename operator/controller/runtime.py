@@ -87,7 +87,9 @@ class Controller:
             key = await self.queue.get()
             try:
                 snapshot = self.snapshot(key)
-                if snapshot is not None and self._api is not None:
+                if snapshot is None and self._prober is not None:
+                    self._prober.forget(key)  # deleted: nothing left to ask about
+                elif snapshot is not None and self._api is not None:
                     await loop.run_in_executor(
                         self._executor,
                         functools.partial(reconcile, snapshot, self._api, prober=self._prober),
