@@ -246,8 +246,9 @@ def start_modelship(work: Path, models: dict[str, Path]) -> Server:
     )
     batching = work / "batching.config"
     batching.write_text(
-        "max_batch_size { value: 64 }\nbatch_timeout_micros { value: 0 }\n"
-        "max_enqueued_batches { value: 1000 }\nnum_batch_threads { value: 2 }\n"
+        # The same 64 rows / 2 ms as MLServer's adaptive batching below.
+        "max_batch_size { value: 64 }\nbatch_timeout_micros { value: 2000 }\n"
+        "max_enqueued_batches { value: 1000 }\nnum_batch_threads { value: 1 }\n"
     )
     http, grpc = free_port(), free_port()
     cmd = [
@@ -479,7 +480,9 @@ class Bench:
     def measure(self, server: Server, model: str) -> list[Result]:
         results = []
         for api, run in self.apis(server, model):
+            full, self.duration = self.duration, 2
             run(1)  # warm-up: first calls trace functions and open connections
+            self.duration = full
             for conc in self.concurrency:
                 rps, p50, p99, errors = run(conc)
                 result = Result(server.name, api, model, conc, rps, p50, p99, errors)
