@@ -59,6 +59,7 @@ class _Queue:
     busy: bool = False  # a batch thread is filling it: others leave it alone
     last_rows: int = 0  # rows in the previous batch: the size to wait for under steady load
     last_done: float = 0.0  # when the previous batch finished (perf_counter)
+    target: int = 0  # rows the filling thread is waiting for (while busy)
 
 
 def _deliver(results: list[tuple[asyncio.Future[Tensors], _Outcome]]) -> None:
@@ -151,11 +152,13 @@ class BatchScheduler:
                 )
             queue.tasks.append(task)
             queue.rows += rows
+            # Wake a batch thread only when there is something for it to do: each wake-up costs
+            # a GIL hand-over that the event loop pays for in latency.
             if queue.busy:
-                self._cv.notify_all()  # wake the thread filling this queue, whichever it is
-            else:
-                if len(queue.tasks) == 1:
-                    self._ready.append(queue)
+                if queue.rows >= queue.target:
+                    self._cv.notify_all()  # the thread filling this queue has its batch
+            elif len(queue.tasks) == 1:
+                self._ready.append(queue)
                 self._cv.notify()
         return future
 
@@ -219,6 +222,7 @@ class BatchScheduler:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 break
+            queue.target = target - rows
             self._cv.wait(remaining)
         queue.last_rows = rows
         now = time.perf_counter()

@@ -37,6 +37,18 @@ def to_array(key: str, value: Any, tf_dtype: str, max_b64: int | None = None) ->
     """One input's JSON value as an array of the signature dtype's family (cast later)."""
     if dtypes.is_string(tf_dtype):
         return _string_array(key, value, max_b64)
+    target = dtypes.numpy_dtype(tf_dtype)
+    if target.kind == "f":
+        # One conversion straight to the input's dtype: going through float64 and casting costs
+        # a second pass, and numpy drops the GIL for the cast, which under load means waiting
+        # for it back from the batch threads.
+        try:
+            array = np.array(value, dtype=target)
+        except (ValueError, TypeError, OverflowError):
+            array = None
+        # JSON has no NaN: one here was a null, which must be refused, not computed on.
+        if array is not None and not np.isnan(array).any():
+            return array
     try:
         array = np.asarray(value)
     except (ValueError, TypeError, OverflowError):
