@@ -96,7 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_b64_bytes", type=int, default=16 << 20, help="largest binary value")
     p.add_argument("--shutdown_grace_seconds", type=float, default=30.0)
     p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0)
-    p.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0)
+    p.add_argument(
+        "--tensorflow_inter_op_parallelism",
+        type=int,
+        default=-1,
+        help="negative: run a graph's ops on the calling batch thread (lowest latency; the "
+        "batch threads are the parallelism); 0: TensorFlow's own pool",
+    )
     p.add_argument("--version", action="store_true", help="print the version and exit")
     for flag in ACCEPTED_NO_OP:
         p.add_argument(f"--{flag}", default=None, help=argparse.SUPPRESS)

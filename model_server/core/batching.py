@@ -5,11 +5,11 @@ threads own every TensorFlow call, so the event loop only parses and serializes.
 releases the GIL while it computes, which lets parsing overlap with the model.
 
 Scheduling, per queue (one per servable, signature and output selection):
-- a lone request runs at once: when a batch thread picks a queue holding a single task, it does
-  not wait for company;
-- under load, the tasks already queued are merged up to `max_batch_size` rows, and while the queue
-  keeps filling the thread may wait up to `batch_timeout_micros` (counted from the oldest task)
-  for a fuller batch;
+- a lone request runs at once: a request reaching a queue that has been idle for longer than
+  `batch_timeout_micros` does not wait for company;
+- under load, the tasks already queued are merged up to `max_batch_size` rows, and the thread
+  may wait up to `batch_timeout_micros` (from the oldest task) for as many rows as the previous
+  batch had, since in steady load that many requests come back round;
 - at most `max_enqueued_batches * max_batch_size` rows wait per queue; beyond that a request is
   refused with RESOURCE_EXHAUSTED instead of growing memory.
 """
@@ -57,6 +57,9 @@ class _Queue:
     tasks: collections.deque[_Task] = dataclasses.field(default_factory=collections.deque)
     rows: int = 0
     busy: bool = False  # a batch thread is filling it: others leave it alone
+    last_rows: int = 0  # rows in the previous batch: the size to wait for under steady load
+    last_done: float = 0.0  # when the previous batch finished (perf_counter)
+    target: int = 0  # rows the filling thread is waiting for (while busy)
 
 
 def _deliver(results: list[tuple[asyncio.Future[Tensors], _Outcome]]) -> None:
@@ -149,11 +152,13 @@ class BatchScheduler:
                 )
             queue.tasks.append(task)
             queue.rows += rows
+            # Wake a batch thread only when there is something for it to do: each wake-up costs
+            # a GIL hand-over that the event loop pays for in latency.
             if queue.busy:
-                self._cv.notify_all()  # wake the thread filling this queue, whichever it is
-            else:
-                if len(queue.tasks) == 1:
-                    self._ready.append(queue)
+                if queue.rows >= queue.target:
+                    self._cv.notify_all()  # the thread filling this queue has its batch
+            elif len(queue.tasks) == 1:
+                self._ready.append(queue)
                 self._cv.notify()
         return future
 
@@ -185,15 +190,24 @@ class BatchScheduler:
             except Exception:  # never lose a batch thread; the tasks still get an answer
                 log.exception("batch failed")
                 _send(tasks, [ServingError(Code.INTERNAL, "batch failed")] * len(tasks))
+            queue.last_done = time.perf_counter()
 
     def _take(self, queue: _Queue) -> list[_Task]:
-        """Pop a batch off the queue (lock held). Waits for more only while tasks keep coming."""
+        """Pop a batch off the queue (lock held), waiting for more only while load lasts.
+
+        The target is the size of this queue's previous batch: in steady load the same number
+        of requests comes back round, so waiting (at most `batch_timeout_micros`) for them to
+        arrive makes batches that large instead of taking whoever came first. A request arriving
+        at a queue idle for longer than the timeout targets a batch of one: it never waits.
+        """
         limit = self.config.max_batch_size
+        timeout = self.config.batch_timeout_micros / 1e6
         first = queue.tasks.popleft()
         queue.rows -= first.rows
         tasks, rows = [first], first.rows
-        waited = bool(queue.tasks)  # others were already waiting: we are under load
-        deadline = first.enqueued + self.config.batch_timeout_micros / 1e6
+        idle = first.enqueued - queue.last_done > timeout
+        target = 1 if idle else min(limit, max(queue.last_rows, 1))
+        deadline = first.enqueued + timeout
         while True:
             while queue.tasks and rows < limit:
                 nxt = queue.tasks[0]
@@ -203,12 +217,14 @@ class BatchScheduler:
                 queue.rows -= nxt.rows
                 tasks.append(nxt)
                 rows += nxt.rows
-            if not waited or rows >= limit or self._stopped or queue.tasks:
+            if rows >= target or self._stopped or queue.tasks:
                 break
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 break
+            queue.target = target - rows
             self._cv.wait(remaining)
+        queue.last_rows = rows
         now = time.perf_counter()
         pool = (queue.model_name,)
         for task in tasks:

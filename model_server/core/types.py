@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -32,7 +33,7 @@ class Signature:
     inputs: Mapping[str, TensorSpec]
     outputs: Mapping[str, TensorSpec]
 
-    @property
+    @functools.cached_property
     def batchable(self) -> bool:
         """Every input and output has a leading batch dimension of unknown size."""
         return all(

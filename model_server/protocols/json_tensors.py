@@ -25,15 +25,30 @@ def decode_b64(value: dict[str, Any], max_bytes: int | None = None) -> bytes:
     if max_bytes is not None and len(text) > (max_bytes * 4) // 3 + 4:
         raise invalid(f"b64 value larger than {max_bytes} bytes")
     try:
-        return base64.b64decode(text, validate=True)
+        data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise invalid("invalid base64 in b64 value") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise invalid(f"b64 value larger than {max_bytes} bytes")
+    return data
 
 
-def to_array(key: str, value: Any, tf_dtype: str) -> np.ndarray:
+def to_array(key: str, value: Any, tf_dtype: str, max_b64: int | None = None) -> np.ndarray:
     """One input's JSON value as an array of the signature dtype's family (cast later)."""
     if dtypes.is_string(tf_dtype):
-        return _string_array(key, value)
+        return _string_array(key, value, max_b64)
+    target = dtypes.numpy_dtype(tf_dtype)
+    if target.kind == "f":
+        # One conversion straight to the input's dtype: going through float64 and casting costs
+        # a second pass, and numpy drops the GIL for the cast, which under load means waiting
+        # for it back from the batch threads.
+        try:
+            array = np.array(value, dtype=target)
+        except (ValueError, TypeError, OverflowError):
+            array = None
+        # JSON has no NaN: one here was a null, which must be refused, not computed on.
+        if array is not None and not np.isnan(array).any():
+            return array
     try:
         array = np.asarray(value)
     except (ValueError, TypeError, OverflowError):
@@ -43,25 +58,27 @@ def to_array(key: str, value: Any, tf_dtype: str) -> np.ndarray:
     return array
 
 
-def _string_array(key: str, value: Any) -> np.ndarray:
+def _string_array(key: str, value: Any, max_b64: int | None) -> np.ndarray:
     flat: list[bytes] = []
-    shape = _walk_strings(key, value, flat, 0)
+    shape = _walk_strings(key, value, flat, 0, max_b64)
     array = np.empty(len(flat), dtype=object)
     array[:] = flat
     return array.reshape(shape)
 
 
-def _walk_strings(key: str, value: Any, out: list[bytes], depth: int) -> tuple[int, ...]:
+def _walk_strings(
+    key: str, value: Any, out: list[bytes], depth: int, max_b64: int | None
+) -> tuple[int, ...]:
     if depth > 32:
         raise invalid(f"input {key!r}: nested too deeply")
     if isinstance(value, str):
         out.append(value.encode())
         return ()
     if is_b64(value):
-        out.append(decode_b64(value))
+        out.append(decode_b64(value, max_b64))
         return ()
     if isinstance(value, list):
-        shapes = {_walk_strings(key, item, out, depth + 1) for item in value}
+        shapes = {_walk_strings(key, item, out, depth + 1, max_b64) for item in value}
         if len(shapes) > 1:
             raise invalid(f"input {key!r}: values do not form a regular tensor")
         inner = shapes.pop() if shapes else ()

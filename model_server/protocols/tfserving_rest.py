@@ -31,8 +31,9 @@ def _ok(payload: Any) -> Response:
 
 
 class TfServingRest:
-    def __init__(self, service: InferenceService) -> None:
+    def __init__(self, service: InferenceService, max_b64_bytes: int | None = None) -> None:
         self.service = service
+        self.max_b64 = max_b64_bytes
 
     def matches(self, path: str) -> bool:
         return path.startswith("/v1/")
@@ -128,9 +129,9 @@ class TfServingRest:
                 else "Both 'inputs' and 'instances' are present; use one"
             )
         if has_rows:
-            inputs = _rows_to_tensors(signature, body["instances"])
+            inputs = _rows_to_tensors(signature, body["instances"], self.max_b64)
         else:
-            inputs = _columns_to_tensors(signature, body["inputs"])
+            inputs = _columns_to_tensors(signature, body["inputs"], self.max_b64)
         outputs = await self.service.run(resolved, signature, inputs)
         if has_rows:
             return _ok({"predictions": _tensors_to_rows(outputs)})
@@ -185,7 +186,7 @@ def _signature_name(body: dict[str, Any]) -> str | None:
     return name
 
 
-def _rows_to_tensors(signature: Signature, instances: Any) -> Tensors:
+def _rows_to_tensors(signature: Signature, instances: Any, max_b64: int | None) -> Tensors:
     if not isinstance(instances, list) or not instances:
         raise invalid("'instances' must be a non-empty list")
     named = isinstance(instances[0], dict) and not is_b64(instances[0])
@@ -195,20 +196,23 @@ def _rows_to_tensors(signature: Signature, instances: Any) -> Tensors:
             if not isinstance(row, dict) or set(row) != keys:
                 raise invalid("every instance must be an object with the same input names")
         return {
-            key: to_array(key, [row[key] for row in instances], _input(signature, key).dtype)
+            key: to_array(
+                key, [row[key] for row in instances], _input(signature, key).dtype, max_b64
+            )
             for key in keys
         }
     key = _single_input(signature)
-    return {key: to_array(key, instances, signature.inputs[key].dtype)}
+    return {key: to_array(key, instances, signature.inputs[key].dtype, max_b64)}
 
 
-def _columns_to_tensors(signature: Signature, inputs: Any) -> Tensors:
+def _columns_to_tensors(signature: Signature, inputs: Any, max_b64: int | None) -> Tensors:
     if isinstance(inputs, dict) and not is_b64(inputs):
         return {
-            key: to_array(key, value, _input(signature, key).dtype) for key, value in inputs.items()
+            key: to_array(key, value, _input(signature, key).dtype, max_b64)
+            for key, value in inputs.items()
         }
     key = _single_input(signature)
-    return {key: to_array(key, inputs, signature.inputs[key].dtype)}
+    return {key: to_array(key, inputs, signature.inputs[key].dtype, max_b64)}
 
 
 def _input(signature: Signature, key: str) -> Any:

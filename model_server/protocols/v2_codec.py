@@ -58,8 +58,9 @@ def from_json(key: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.
         array[:] = flat
     else:
         dtype = numpy_dtype(key, datatype)
+        fast = _float_array(data, dtype) if dtype.kind == "f" else None
         try:
-            array = np.asarray(data)
+            array = fast if fast is not None else np.asarray(data)
         except (ValueError, TypeError, OverflowError):
             raise invalid(f"input {key!r}: data is not a regular array") from None
         if array.dtype.kind not in "biuf":
@@ -73,6 +74,15 @@ def from_json(key: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.
     if array.size != size:
         raise invalid(f"input {key!r}: {array.size} elements for shape {list(shape)}")
     return array.reshape(shape)
+
+
+def _float_array(data: Any, dtype: np.dtype[Any]) -> np.ndarray | None:
+    """Straight to a float dtype in one pass; None sends the data the checked way."""
+    try:
+        array = np.array(data, dtype=dtype)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return None if np.isnan(array).any() else array
 
 
 def _flatten_strings(key: str, data: Any) -> list[bytes]:

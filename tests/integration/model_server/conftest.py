@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_process import MAX_BODY, TESTDATA, ServerProcess
+from server_process import MAX_BODY, METRICS_PATH, TESTDATA, ServerProcess
 
 ServerFactory = Callable[..., ServerProcess]
 
@@ -66,8 +66,11 @@ def reference_server(
     config.write_text(REFERENCE_CONFIG.format(data=testdata))
     batching = folder / "batching.config"
     batching.write_text(BATCHING)
+    monitoring = folder / "monitoring.config"
+    monitoring.write_text(f'prometheus_config {{ enable: true path: "{METRICS_PATH}" }}')
     return server_factory(
         f"--model_config_file={config}",
+        f"--monitoring_config_file={monitoring}",
         "--enable_batching",
         f"--batching_parameters_file={batching}",
         f"--rest_api_max_body_bytes={MAX_BODY}",

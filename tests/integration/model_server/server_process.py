@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[3]
 TESTDATA = ROOT.parent / "shared" / "testdata" / "tf-serving"
 START_TIMEOUT = 180.0
 MAX_BODY = 1 << 20
+METRICS_PATH = "/custom/prometheus"
 
 
 def free_port() -> int:

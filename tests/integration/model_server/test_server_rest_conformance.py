@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_process import MAX_BODY, ServerProcess
+from server_process import MAX_BODY, METRICS_PATH, ServerProcess, metric_value
 
 
 def test_predict_row_format(rest: httpx.Client) -> None:
@@ -208,3 +208,37 @@ def test_b64_examples_reach_the_model(rest: httpx.Client) -> None:
     }
     reply = rest.post("/v1/models/half_plus_two:regress", json=body)
     assert reply.json() == {"results": [3.0]}
+
+
+def test_metrics_at_the_configured_path_and_at_metrics(rest: httpx.Client) -> None:
+    before = metric_value(
+        rest.get(METRICS_PATH).text,
+        ":tensorflow:serving:request_count",
+        model_name="half_plus_three",
+        status="OK",
+    )
+    for _ in range(3):
+        rest.post("/v1/models/half_plus_three:predict", json={"instances": [1.0]})
+    rest.post("/v1/models/half_plus_three:predict", json={"instances": ["bad"]})
+    for path in (METRICS_PATH, "/metrics"):
+        reply = rest.get(path)
+        assert reply.status_code == 200
+        assert reply.headers["content-type"].startswith("text/plain")
+        text = reply.text
+        ok = metric_value(
+            text, ":tensorflow:serving:request_count", model_name="half_plus_three", status="OK"
+        )
+        assert ok - before == 3
+        assert (
+            metric_value(
+                text,
+                ":tensorflow:serving:request_count",
+                model_name="half_plus_three",
+                status="ERROR",
+            )
+            >= 1
+        )
+        assert ":tensorflow:serving:request_latency_bucket{" in text
+        assert 'modelship_server_inflight_requests{model_name="half_plus_three"} 0' in text
+        assert "modelship_server_queue_depth" in text
+    assert rest.get("/monitoring/prometheus/metrics").status_code == 404

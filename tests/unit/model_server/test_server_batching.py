@@ -163,3 +163,23 @@ def test_incompatible_shapes_are_not_merged() -> None:
     _, results = _run(BatchingConfig(max_batch_size=8), body)
     assert model.calls == [1, 1, 1]
     assert [r["y"].shape for r in results] == [(1, 1), (1, 2), (1, 3)]  # type: ignore[index]
+
+
+def test_under_steady_load_a_batch_waits_for_as_many_rows_as_the_last() -> None:
+    model = Doubler()
+
+    async def body(scheduler: BatchScheduler) -> None:
+        model.gate.clear()
+        first = scheduler.submit("m", model, "s", {"x": np.ones((1, 1))}, None)
+        await asyncio.to_thread(model.entered.wait, 5)
+        wave = [scheduler.submit("m", model, "s", {"x": np.ones((1, 1))}, None) for _ in range(3)]
+        model.gate.set()
+        await asyncio.gather(first, *wave)
+        # The next wave trickles in: the batch thread holds the first for the other two.
+        lead = scheduler.submit("m", model, "s", {"x": np.ones((1, 1))}, None)
+        await asyncio.sleep(0.1)
+        rest = [scheduler.submit("m", model, "s", {"x": np.ones((1, 1))}, None) for _ in range(2)]
+        await asyncio.gather(lead, *rest)
+
+    _run(BatchingConfig(max_batch_size=8, batch_timeout_micros=1_000_000), body)
+    assert model.calls == [1, 3, 3]

@@ -31,6 +31,14 @@ def test_json_numbers_and_b64_strings() -> None:
             json_tensors.to_array("x", bad, dtype)
 
 
+def test_b64_values_over_the_limit_are_refused() -> None:
+    value = {"b64": base64.b64encode(b"x" * 100).decode()}
+    assert json_tensors.to_array("s", [value], "DT_STRING", max_b64=100).tolist() == [b"x" * 100]
+    with pytest.raises(ServingError) as info:
+        json_tensors.to_array("s", [value], "DT_STRING", max_b64=10)
+    assert "larger than 10 bytes" in info.value.message
+
+
 def test_json_output_strings() -> None:
     assert json_tensors.to_json("label", np.array([b"cat", b"\xff"], dtype=object)) == [
         "cat",
