@@ -129,16 +129,25 @@ class ExternalKubelet:
     ) -> list[str]:
         command = container.get("command") or ENTRYPOINTS[_image_name(container["image"])]
         argv = [PROGRAMS.get(command[0], command[0]), *command[1:], *container.get("args", [])]
-        # Mount paths become the volumes' folders, longest first (/mnt/models before /mnt).
+        # Mount paths in the arguments become the volumes' folders, longest first (/mnt/models
+        # before /mnt); the program itself is a path of this machine and is left alone.
         mounts = sorted(container.get("volumeMounts", []), key=lambda m: -len(m["mountPath"]))
-        mapped = []
-        for arg in argv:
-            local = arg
+
+        def local(path: str) -> str:
             for mount in mounts:
-                folder = volumes[mount["name"]] / mount.get("subPath", "")
-                local = local.replace(mount["mountPath"], str(folder))
-            mapped.append(local)
-        return mapped
+                root = mount["mountPath"]
+                if path == root or path.startswith(root + "/"):
+                    folder = volumes[mount["name"]] / mount.get("subPath", "")
+                    return str(folder) + path[len(root) :]
+            return path
+
+        def mapped(arg: str) -> str:
+            if arg.startswith("--") and "=" in arg:
+                flag, value = arg.split("=", 1)
+                return f"{flag}={local(value)}"
+            return local(arg)
+
+        return [argv[0], *(mapped(arg) for arg in argv[1:])]
 
     def _env(self, container: dict[str, Any], pod: dict[str, Any]) -> dict[str, str]:
         env = {"PATH": str(BIN) + ":/usr/bin:/bin", "HOME": str(self._workdir)}
