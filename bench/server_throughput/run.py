@@ -6,6 +6,7 @@ Servers, each serving the same two SavedModels (an MLP 784-1024-1024-10 built he
 Serving's half_plus_two): modelship-server (REST TF Serving API and v2, gRPC TF Serving API),
 KServe's Python ModelServer with a custom Model, MLServer with a custom runtime (with and without
 adaptive batching), and the in-process limit (the signature called directly, batch 1 and 64).
+All servers run at once and take turns for each measurement, `--rounds` times; medians count.
 Load comes from compiled tools: wrk for REST, ghz for gRPC. The peers live in their own venvs,
 created here under the cache folder (not the project's lock), as are ghz and the work files.
 """
@@ -20,6 +21,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -477,17 +479,32 @@ class Bench:
             apis.append(("gRPC v2", ghz("inference.GRPCInferenceService/ModelInfer", "v2grpc")))
         return apis
 
-    def measure(self, server: Server, model: str) -> list[Result]:
+    def interleaved(self, servers: list[Server], models: list[str], rounds: int) -> list[Result]:
+        """Every server up at once, measured in turn for each cell, `rounds` times over.
+
+        Load from other work on a shared machine drifts over minutes; taking turns within each
+        cell and keeping the median lets every server see the same conditions.
+        """
+        cells: dict[tuple[str, str, str, int], list[Measured]] = {}
+        warmed: set[tuple[str, str, str]] = set()
+        for round_ in range(rounds):
+            for model in models:
+                for conc in self.concurrency:
+                    for server in servers:
+                        for api, run in self.apis(server, model):
+                            if (server.name, api, model) not in warmed:
+                                full, self.duration = self.duration, 2
+                                run(1)  # warm-up: trace functions, open connections
+                                self.duration = full
+                                warmed.add((server.name, api, model))
+                            measured = run(conc)
+                            log(f"round {round_} {server.name} {api} {model} c={conc}: {measured}")
+                            cells.setdefault((server.name, api, model, conc), []).append(measured)
         results = []
-        for api, run in self.apis(server, model):
-            full, self.duration = self.duration, 2
-            run(1)  # warm-up: first calls trace functions and open connections
-            self.duration = full
-            for conc in self.concurrency:
-                rps, p50, p99, errors = run(conc)
-                result = Result(server.name, api, model, conc, rps, p50, p99, errors)
-                log(f"{result}")
-                results.append(result)
+        for (name, api, model, conc), runs in cells.items():
+            rps, p50, p99, _ = (statistics.median(m[i] for m in runs) for i in range(4))
+            errors = sum(m[3] for m in runs)
+            results.append(Result(name, api, model, conc, rps, p50, p99, errors))
         return results
 
 
@@ -503,6 +520,12 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=["mlp", "half_plus_two"])
     parser.add_argument(
         "--servers", nargs="+", default=["modelship", "kserve", "mlserver", "mlserver-batching"]
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="measurements per cell, interleaved; the median counts",
     )
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -525,13 +548,14 @@ def main() -> int:
         "mlserver-batching": lambda: start_mlserver(work, models, batching=True),
     }
     bench = Bench(work, payloads, protoset, ghz_bin, args.duration, args.concurrency)
-    for name in args.servers:
-        log(f"starting {name}")
-        server = starters[name]()
-        try:
-            for model in models:
-                results.extend(bench.measure(server, model))
-        finally:
+    servers: list[Server] = []
+    try:
+        for name in args.servers:
+            log(f"starting {name}")
+            servers.append(starters[name]())
+        results.extend(bench.interleaved(servers, list(models), args.rounds))
+    finally:
+        for server in servers:
             server.stop()
 
     print(report(results, args))
