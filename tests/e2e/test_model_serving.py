@@ -67,6 +67,8 @@ def test_model_from_s3_is_served_and_its_version_reported(
             storageSecretName="s3-credentials",
             modelName="half_plus_two",
             server={"image": IMAGE},
+            # Through the ConfigMap the operator writes and the flags it passes the server.
+            batching={"enabled": True, "maxBatchSize": 8, "allowedBatchSizes": [4, 8]},
         ),
     )
 
@@ -89,6 +91,17 @@ def test_model_from_s3_is_served_and_its_version_reported(
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         assert json.loads(response.read()) == {"predictions": [2.5, 3.0, 4.5]}
+    # Three rows ran as a batch padded to 4, the smallest allowed size the spec asked for.
+    metrics_url = f"http://{pod['status']['podIP']}:8501/metrics"
+    with urllib.request.urlopen(metrics_url, timeout=30) as response:
+        metrics = response.read().decode()
+    padding = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith(":tensorflow:serving:batching_session:padding_size_sum")
+    ]
+    assert padding, metrics[:2000]
+    assert float(padding[0].rsplit(" ", 1)[1]) == 1.0
 
 
 def test_unreadable_storage_uri_stalls_with_the_fetch_error(
