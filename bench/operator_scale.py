@@ -1,7 +1,7 @@
 """Operator scale benchmark on the local control plane.
 
-For each N: N plain Deployments applied straight to the cluster (the floor: what the
-controller-manager, scheduler and kwok need with no operator at all), then N ModelDeployments
+For each N: the same N Deployments and Services applied straight to the cluster (the floor: what
+the controller-manager, scheduler and kwok need with no operator at all), then N ModelDeployments
 through the operator. Reports the time until all are ready, the ratio of the two (measured side by
 side in one run, so the machine's noise mostly cancels), the operator's API requests per
 ModelDeployment as the apiserver's audit log counts them, and the operator's peak RSS.
@@ -27,6 +27,7 @@ from modelship_localcluster.nodes import NodePool
 from modelship_operator.api.modeldeployment import ModelDeploymentSpec
 from modelship_operator.resources.deployment import build_deployment
 from modelship_operator.resources.names import ModelDeploymentRef
+from modelship_operator.resources.service import build_service
 
 ROOT = Path(__file__).resolve().parent.parent
 WRITES = {"create", "update", "patch", "delete", "deletecollection"}
@@ -81,16 +82,23 @@ def _wait_all(
     raise TimeoutError(f"{resource} in {namespace} not all ready after {timeout}s")
 
 
-def _plain_deployments(n: int, namespace: str) -> list[dict[str, Any]]:
+def _plain_children(n: int, namespace: str) -> list[dict[str, Any]]:
+    """The Deployment and Service a ModelDeployment would get, applied without the operator."""
     docs = []
     for i in range(n):
         ref = ModelDeploymentRef(f"d{i:04d}", namespace, "00000000-0000-0000-0000-000000000000", 1)
-        dep = build_deployment(ref, ModelDeploymentSpec.model_validate(SPEC))
-        dep["metadata"].pop("ownerReferences")
-        # Not ours to manage: keep the operator's watches out of the floor measurement.
-        for labels in (dep["metadata"]["labels"], dep["spec"]["template"]["metadata"]["labels"]):
-            labels["app.kubernetes.io/managed-by"] = "bench"
-        docs.append(dep)
+        for child in (
+            build_deployment(ref, ModelDeploymentSpec.model_validate(SPEC)),
+            build_service(ref),
+        ):
+            child["metadata"].pop("ownerReferences")
+            # Not ours to manage: keep the operator's watches out of the floor measurement.
+            child["metadata"]["labels"]["app.kubernetes.io/managed-by"] = "bench"
+            if child["kind"] == "Deployment":
+                child["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/managed-by"] = (
+                    "bench"
+                )
+            docs.append(child)
     return docs
 
 
@@ -158,7 +166,7 @@ def run_one(n: int, workers: int, timeout: float) -> dict[str, Any]:
         time.sleep(2)  # the operator's watches are up and idle
 
         began = time.monotonic()
-        _apply(cluster, "floor", _plain_deployments(n, "floor"))
+        _apply(cluster, "floor", _plain_children(n, "floor"))
         floor_seconds = _wait_all(cluster, "floor", "deployments", n, began, timeout)
 
         cpu_before = {name: _cpu_seconds(pid) for name, pid in cluster.pids.items()}
