@@ -73,7 +73,7 @@ def pod_problem(pod: dict[str, Any]) -> Problem | None:
     return None
 
 
-def _pod_ready(pod: dict[str, Any]) -> bool:
+def pod_ready(pod: dict[str, Any]) -> bool:
     return any(
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in pod.get("status", {}).get("conditions", [])
@@ -142,7 +142,7 @@ def _first_problem(pods: list[dict[str, Any]]) -> Problem | None:
         pods, key=lambda p: p.get("metadata", {}).get("creationTimestamp", ""), reverse=True
     )
     for pod in ordered:
-        if _pod_ready(pod):
+        if pod_ready(pod):
             continue
         problem = pod_problem(pod)
         if problem:

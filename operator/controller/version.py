@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..resources.names import REST_PORT
+from .status import pod_ready
 
 Fetch = Callable[[str, float], dict[str, Any]]
 MAX_PODS_ASKED = 5
@@ -33,11 +34,7 @@ def _ready_endpoints(pods: list[dict[str, Any]]) -> tuple[str, ...]:
     ips = []
     for pod in pods:
         status = pod.get("status", {})
-        ready = any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in status.get("conditions", [])
-        )
-        if ready and status.get("podIP"):
+        if pod_ready(pod) and status.get("podIP"):
             ips.append(status["podIP"])
     return tuple(sorted(ips))
 
