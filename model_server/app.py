@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -20,11 +21,13 @@ from .config_files import ConfigError, load_model_config
 from .core.inference import InferenceService
 from .core.manager import ModelManager
 from .core.metrics import ServerMetrics
+from .core.metrics_share import MetricsShare
 from .http.server import HttpServer, Limits, Request, Response, json_error
 from .protocols import tfserving_grpc, v2_grpc
 from .protocols.tfserving_rest import TfServingRest
 from .protocols.v2_rest import V2Rest
 from .runtime import savedmodel
+from .workers import WorkerInfo
 
 log = logging.getLogger("modelship_server")
 
@@ -40,6 +43,7 @@ class Router:
         self.tfserving = TfServingRest(service, max_b64_bytes)
         self.v2 = V2Rest(service, self)
         self.draining = False
+        self.render_metrics: Callable[[], bytes] = service.metrics.registry.render
 
     @property
     def ready(self) -> bool:
@@ -52,7 +56,7 @@ class Router:
         if path == "/v2" or path.startswith("/v2/"):
             return await self.v2.handle(request)
         if path in self.metrics_paths and request.method == "GET":
-            body = self.service.metrics.registry.render()
+            body = self.render_metrics()
             return Response(200, body, "text/plain; version=0.0.4; charset=utf-8")
         return json_error(404, f"no such endpoint: {request.method} {path}")
 
@@ -102,6 +106,12 @@ class Server:
         self.service = InferenceService(self.manager, self.metrics, settings.batching)
         self.manager._on_unload = self.service.on_unload
         self.router = Router(self.service, settings.metrics_path, settings.max_b64_bytes)
+        # One of several processes sharing the ports (--workers): see workers.py.
+        self.worker = WorkerInfo.from_env()
+        self.share: MetricsShare | None = None
+        if self.worker:
+            self.share = MetricsShare(self.metrics.registry, self.worker.folder, self.worker.index)
+            self.router.render_metrics = self.share.render
         limits = Limits(
             max_body_bytes=settings.max_body_bytes, request_timeout=settings.rest_timeout_seconds
         )
@@ -115,7 +125,14 @@ class Server:
     async def start(self) -> None:
         s = self.settings
         self.service.start()
-        self.manager.set_config(s.models)
+        if self.worker:
+            # A worker listens once its models are loaded (or have failed): the kernel hands
+            # connections to any listening worker, and one still loading would answer 503s.
+            await asyncio.to_thread(self.manager.apply_config, s.models)
+            if self.share:
+                self.share.start()
+        else:
+            self.manager.set_config(s.models)
         self.manager.start()
         if s.model_config_file and s.model_config_poll_seconds > 0:
             self.watcher = ConfigWatcher(
@@ -123,17 +140,21 @@ class Server:
             )
             self.watcher.start()
         if s.rest_port:
-            self.rest_port = await self.http.start(s.host, s.rest_port)
+            self.rest_port = await self.http.start(
+                s.host, s.rest_port, reuse_port=bool(self.worker)
+            )
             log.info("REST listening on %s:%d", s.host, self.rest_port)
         if s.grpc_port:
             self.grpc = grpc.aio.server(
                 options=[
                     ("grpc.max_receive_message_length", s.max_body_bytes),
                     ("grpc.max_send_message_length", -1),
-                    ("grpc.so_reuseport", 0),
+                    ("grpc.so_reuseport", 1 if self.worker else 0),
                 ]
             )
-            tfserving_grpc.add_to_server(self.grpc, self.service)
+            tfserving_grpc.add_to_server(
+                self.grpc, self.service, reload_allowed=self.worker is None
+            )
             v2_grpc.add_to_server(self.grpc, self.service, self.router)
             address = f"{s.host}:{s.grpc_port}"
             self.grpc_port = self.grpc.add_insecure_port(address)
@@ -165,6 +186,8 @@ class Server:
             self.watcher.stop()
         self.manager.stop()
         self.service.stop()
+        if self.share:
+            self.share.stop()
         log.info("stopped")
 
 

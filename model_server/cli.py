@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 
+from . import workers
 from .config_files import (
     ConfigError,
     load_batching,
@@ -38,7 +39,7 @@ UNSUPPORTED = {
 
 # tensorflow_model_server flags accepted for drop-in compatibility that change nothing here.
 ACCEPTED_NO_OP = {
-    "rest_api_num_threads": "REST runs on one event loop; TensorFlow work runs on batch threads",
+    "rest_api_num_threads": "each worker process runs REST on one event loop; see --workers",
     "enable_model_warmup": "warm-up always runs",
     "tensorflow_session_parallelism": "use --tensorflow_intra_op_parallelism",
     "allow_version_labels_for_unavailable_models": "labels may name any configured version",
@@ -72,6 +73,7 @@ class Settings:
     shutdown_grace_seconds: float
     intra_op_threads: int
     inter_op_threads: int
+    workers: int = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=-1,
         help="negative: run a graph's ops on the calling batch thread (lowest latency; the "
         "batch threads are the parallelism); 0: TensorFlow's own pool",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the ports, each with its own copy of the models "
+        "(0: one per CPU this process may use)",
     )
     p.add_argument("--version", action="store_true", help="print the version and exit")
     for flag in ACCEPTED_NO_OP:
@@ -148,6 +157,8 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
             parser.error(f"--{flag} must be between 0 and 65535")
     if args.rest_api_max_body_bytes < 1:
         parser.error("--rest_api_max_body_bytes must be positive")
+    if args.workers < 0:
+        parser.error("--workers must be 0 (one per CPU) or more")
     return Settings(
         grpc_port=args.port,
         rest_port=args.rest_api_port,
@@ -164,6 +175,7 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
         shutdown_grace_seconds=args.shutdown_grace_seconds,
         intra_op_threads=args.tensorflow_intra_op_parallelism,
         inter_op_threads=args.tensorflow_inter_op_parallelism,
+        workers=args.workers or workers.cpu_count(),
     )
 
 
@@ -172,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("MODELSHIP_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    settings = parse(sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:] if argv is None else argv
+    settings = parse(args)
+    if settings.workers > 1:
+        ports = [(settings.host, settings.rest_port), (settings.host, settings.grpc_port)]
+        return workers.supervise(args, settings.workers, ports)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Imported late: TensorFlow takes seconds to import, and a bad flag should fail at once.
     app = importlib.import_module("modelship_server.app")

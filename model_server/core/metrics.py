@@ -10,9 +10,13 @@ from __future__ import annotations
 import bisect
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 LabelValues = tuple[str, ...]
+# A registry's values in JSON-ready form, for summing the worker processes' metrics:
+# metric name -> [[label values, value]] (counters, gauges) or [[label values, counts, sum]].
+Snapshot = dict[str, list[list[Any]]]
 
 # Microsecond buckets, like TF Serving's latency histograms.
 LATENCY_BUCKETS_US: tuple[float, ...] = tuple(
@@ -47,11 +51,31 @@ class _Metric:
         self.label_names = tuple(labels)
         self._lock = threading.Lock()
 
-    def render(self) -> list[str]:
+    def snapshot(self) -> list[list[Any]]:
+        raise NotImplementedError
+
+    def render(self, peers: Iterable[list[list[Any]]] = ()) -> list[str]:
+        """Exposition lines for this process's values plus the peers' snapshots, summed."""
         raise NotImplementedError
 
 
-class Counter(_Metric):
+class _Scalar(_Metric):
+    def collect(self) -> dict[LabelValues, float]:
+        raise NotImplementedError
+
+    def snapshot(self) -> list[list[Any]]:
+        return [[list(k), v] for k, v in self.collect().items()]
+
+    def render(self, peers: Iterable[list[list[Any]]] = ()) -> list[str]:
+        values = self.collect()
+        for peer in peers:
+            for labels, value in peer:
+                key = tuple(labels)
+                values[key] = values.get(key, 0.0) + float(value)
+        return [f"{self.name}{_labels(self.label_names, k)} {_num(v)}" for k, v in values.items()]
+
+
+class Counter(_Scalar):
     kind = "counter"
 
     def __init__(self, name: str, doc: str, labels: Sequence[str]) -> None:
@@ -65,13 +89,12 @@ class Counter(_Metric):
     def value(self, labels: LabelValues) -> float:
         return self._values.get(labels, 0.0)
 
-    def render(self) -> list[str]:
+    def collect(self) -> dict[LabelValues, float]:
         with self._lock:
-            items = list(self._values.items())
-        return [f"{self.name}{_labels(self.label_names, k)} {_num(v)}" for k, v in items]
+            return dict(self._values)
 
 
-class Gauge(_Metric):
+class Gauge(_Scalar):
     """A gauge set directly, or read from callbacks at scrape time."""
 
     kind = "gauge"
@@ -103,12 +126,6 @@ class Gauge(_Metric):
                 values[key] = values.get(key, 0.0) + value
         return values
 
-    def render(self) -> list[str]:
-        return [
-            f"{self.name}{_labels(self.label_names, k)} {_num(v)}"
-            for k, v in self.collect().items()
-        ]
-
 
 class Histogram(_Metric):
     kind = "histogram"
@@ -134,11 +151,23 @@ class Histogram(_Metric):
         series = self._series.get(labels)
         return sum(series[0]) if series else 0
 
-    def render(self) -> list[str]:
+    def snapshot(self) -> list[list[Any]]:
         with self._lock:
-            items = [(k, list(c), s[0]) for k, (c, s) in self._series.items()]
+            return [[list(k), list(c), s[0]] for k, (c, s) in self._series.items()]
+
+    def render(self, peers: Iterable[list[list[Any]]] = ()) -> list[str]:
+        merged: dict[LabelValues, tuple[list[int], float]] = {}
+        for series in (self.snapshot(), *peers):
+            for labels, counts, total in series:
+                key = tuple(labels)
+                if key not in merged:
+                    merged[key] = ([0] * (len(self.buckets) + 1), 0.0)
+                if len(counts) != len(merged[key][0]):
+                    continue  # another build's buckets: cannot be summed
+                summed = [a + int(b) for a, b in zip(merged[key][0], counts, strict=True)]
+                merged[key] = (summed, merged[key][1] + float(total))
         lines = []
-        for key, counts, total in items:
+        for key, (counts, total) in merged.items():
             running = 0
             for bound, count in zip((*self.buckets, math.inf), counts, strict=True):
                 running += count
@@ -156,12 +185,16 @@ class Registry:
     def register(self, metric: _Metric) -> None:
         self._metrics.append(metric)
 
-    def render(self) -> bytes:
+    def snapshot(self) -> Snapshot:
+        return {metric.name: metric.snapshot() for metric in self._metrics}
+
+    def render(self, peers: Sequence[Snapshot] = ()) -> bytes:
+        """The text exposition format; peers (other worker processes) are added in."""
         lines: list[str] = []
         for metric in self._metrics:
             lines.append(f"# HELP {metric.name} {metric.doc}")
             lines.append(f"# TYPE {metric.name} {metric.kind}")
-            lines.extend(metric.render())
+            lines.extend(metric.render([p[metric.name] for p in peers if metric.name in p]))
         return ("\n".join(lines) + "\n").encode()
 
 

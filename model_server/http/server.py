@@ -232,10 +232,10 @@ class _Connection(asyncio.Protocol):
         """Called by the sweeper: end whatever phase has run past its deadline."""
         if self._closing:
             return
-        if self._handling and now >= self._handle_deadline and not self._timed_out:
-            if self._worker is not None:
-                self._timed_out = True
-                self._worker.cancel()
+        worker = self._worker
+        if self._handling and now >= self._handle_deadline and not self._timed_out and worker:
+            self._timed_out = True
+            worker.cancel()
         if now < self._deadline:
             return
         if self._in_request:

@@ -209,6 +209,10 @@ def _example_count(request_input: Any) -> int:
 
 
 class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type: ignore[misc]
+    def __init__(self, service: InferenceService, reload_allowed: bool = True) -> None:
+        super().__init__(service)
+        self.reload_allowed = reload_allowed
+
     async def GetModelStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             spec = request.model_spec
@@ -232,6 +236,14 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type
     ) -> Any:
         response = model_management_pb2.ReloadConfigResponse()
         try:
+            if not self.reload_allowed:
+                # It would reach one worker process only; the others would keep the old models.
+                raise ServingError(
+                    Code.FAILED_PRECONDITION,
+                    "HandleReloadConfigRequest is not supported with --workers > 1; "
+                    "change --model_config_file instead (polled every "
+                    "--model_config_file_poll_wait_seconds)",
+                )
             if request.config.WhichOneof("config") != "model_config_list":
                 raise invalid("only model_config_list is supported")
             models = models_from_proto(request.config.model_config_list, "ReloadConfigRequest")
@@ -248,8 +260,12 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type
         return response
 
 
-def add_to_server(server: grpc.aio.Server, service: InferenceService) -> None:
+def add_to_server(
+    server: grpc.aio.Server, service: InferenceService, reload_allowed: bool = True
+) -> None:
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(service), server
     )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(service), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelServicer(service, reload_allowed), server
+    )

@@ -16,7 +16,7 @@ from ..core.manager import Resolved
 from ..core.types import CLASSIFY_METHOD, REGRESS_METHOD, Signature, Tensors
 from ..http.server import Request, Response, json_error
 from ..protocols import examples
-from ..protocols.json_tensors import is_b64, to_array, to_json
+from ..protocols.json_tensors import has_null, is_b64, to_array, to_json
 
 _PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)"
@@ -71,7 +71,7 @@ class TfServingRest:
         body = _parse_body(request.body)
         resolved = self.service.resolve(name, version, label)
         if verb == "predict":
-            return await self._predict(resolved, body)
+            return await self._predict(resolved, body, has_null(request.body))
         return await self._classify_or_regress(resolved, body, verb)
 
     # -- GET ----------------------------------------------------------------------------------
@@ -119,7 +119,7 @@ class TfServingRest:
 
     # -- POST ---------------------------------------------------------------------------------
 
-    async def _predict(self, resolved: Resolved, body: dict[str, Any]) -> Response:
+    async def _predict(self, resolved: Resolved, body: dict[str, Any], nulls: bool) -> Response:
         signature = self.service.signature(resolved, _signature_name(body))
         has_rows, has_cols = "instances" in body, "inputs" in body
         if has_rows == has_cols:
@@ -129,9 +129,9 @@ class TfServingRest:
                 else "Both 'inputs' and 'instances' are present; use one"
             )
         if has_rows:
-            inputs = _rows_to_tensors(signature, body["instances"], self.max_b64)
+            inputs = _rows_to_tensors(signature, body["instances"], self.max_b64, nulls)
         else:
-            inputs = _columns_to_tensors(signature, body["inputs"], self.max_b64)
+            inputs = _columns_to_tensors(signature, body["inputs"], self.max_b64, nulls)
         outputs = await self.service.run(resolved, signature, inputs)
         if has_rows:
             return _ok({"predictions": _tensors_to_rows(outputs)})
@@ -186,7 +186,9 @@ def _signature_name(body: dict[str, Any]) -> str | None:
     return name
 
 
-def _rows_to_tensors(signature: Signature, instances: Any, max_b64: int | None) -> Tensors:
+def _rows_to_tensors(
+    signature: Signature, instances: Any, max_b64: int | None, nulls: bool = True
+) -> Tensors:
     if not isinstance(instances, list) or not instances:
         raise invalid("'instances' must be a non-empty list")
     named = isinstance(instances[0], dict) and not is_b64(instances[0])
@@ -197,22 +199,24 @@ def _rows_to_tensors(signature: Signature, instances: Any, max_b64: int | None) 
                 raise invalid("every instance must be an object with the same input names")
         return {
             key: to_array(
-                key, [row[key] for row in instances], _input(signature, key).dtype, max_b64
+                key, [row[key] for row in instances], _input(signature, key).dtype, max_b64, nulls
             )
             for key in keys
         }
     key = _single_input(signature)
-    return {key: to_array(key, instances, signature.inputs[key].dtype, max_b64)}
+    return {key: to_array(key, instances, signature.inputs[key].dtype, max_b64, nulls)}
 
 
-def _columns_to_tensors(signature: Signature, inputs: Any, max_b64: int | None) -> Tensors:
+def _columns_to_tensors(
+    signature: Signature, inputs: Any, max_b64: int | None, nulls: bool = True
+) -> Tensors:
     if isinstance(inputs, dict) and not is_b64(inputs):
         return {
-            key: to_array(key, value, _input(signature, key).dtype, max_b64)
+            key: to_array(key, value, _input(signature, key).dtype, max_b64, nulls)
             for key, value in inputs.items()
         }
     key = _single_input(signature)
-    return {key: to_array(key, inputs, signature.inputs[key].dtype, max_b64)}
+    return {key: to_array(key, inputs, signature.inputs[key].dtype, max_b64, nulls)}
 
 
 def _input(signature: Signature, key: str) -> Any:

@@ -10,6 +10,7 @@ import numpy as np
 from ..core import dtypes
 from ..core.errors import invalid
 from ..core.types import Signature
+from .json_tensors import float_array
 
 PLATFORM = "tensorflow_savedmodel"
 MAX_ELEMENTS = 1 << 28
@@ -50,7 +51,9 @@ def from_raw(key: str, datatype: str, shape: tuple[int, ...], raw: bytes) -> np.
     return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
-def from_json(key: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.ndarray:
+def from_json(
+    key: str, datatype: str, shape: tuple[int, ...], data: Any, nulls: bool = True
+) -> np.ndarray:
     size = int(np.prod(shape, dtype=np.int64)) if shape else 1
     if datatype == "BYTES":
         flat = _flatten_strings(key, data)
@@ -58,7 +61,7 @@ def from_json(key: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.
         array[:] = flat
     else:
         dtype = numpy_dtype(key, datatype)
-        fast = _float_array(data, dtype) if dtype.kind == "f" else None
+        fast = float_array(data, dtype, nulls) if dtype.kind == "f" else None
         try:
             array = fast if fast is not None else np.asarray(data)
         except (ValueError, TypeError, OverflowError):
@@ -74,15 +77,6 @@ def from_json(key: str, datatype: str, shape: tuple[int, ...], data: Any) -> np.
     if array.size != size:
         raise invalid(f"input {key!r}: {array.size} elements for shape {list(shape)}")
     return array.reshape(shape)
-
-
-def _float_array(data: Any, dtype: np.dtype[Any]) -> np.ndarray | None:
-    """Straight to a float dtype in one pass; None sends the data the checked way."""
-    try:
-        array = np.array(data, dtype=dtype)
-    except (ValueError, TypeError, OverflowError):
-        return None
-    return None if np.isnan(array).any() else array
 
 
 def _flatten_strings(key: str, data: Any) -> list[bytes]:

@@ -13,6 +13,7 @@ from ..core.errors import ServingError, invalid, not_found
 from ..core.inference import InferenceService
 from ..http.server import Request, Response, json_error
 from . import v2_codec
+from .json_tensors import has_null
 
 HEADER_LENGTH = "inference-header-content-length"
 EXTENSIONS = ["binary_tensor_data"]
@@ -89,7 +90,7 @@ class V2Rest:
             if not isinstance(params, dict):
                 raise invalid("'parameters' must be an object")
             signature = self.service.signature(resolved, params.get("signature_name"))
-            inputs = _inputs(body, binary)
+            inputs = _inputs(body, binary, has_null(request.body))
             wanted, binary_out = _requested_outputs(body, params)
             outputs = await self.service.run(resolved, signature, inputs, wanted or None)
             response = self._respond(body, resolved.name, resolved.version, outputs, binary_out)
@@ -161,7 +162,7 @@ def _split_body(request: Request) -> tuple[dict[str, Any], bytes]:
     return body, binary
 
 
-def _inputs(body: dict[str, Any], binary: bytes) -> dict[str, Any]:
+def _inputs(body: dict[str, Any], binary: bytes, nulls: bool) -> dict[str, Any]:
     items = body.get("inputs")
     if not isinstance(items, list) or not items:
         raise invalid("'inputs' must be a non-empty list")
@@ -185,7 +186,7 @@ def _inputs(body: dict[str, Any], binary: bytes) -> dict[str, Any]:
             inputs[key] = v2_codec.from_raw(key, datatype, shape, binary[offset : offset + size])
             offset += size
         elif "data" in item:
-            inputs[key] = v2_codec.from_json(key, datatype, shape, item["data"])
+            inputs[key] = v2_codec.from_json(key, datatype, shape, item["data"], nulls)
         else:
             raise invalid(f"input {key!r} has neither 'data' nor binary_data_size")
     if offset != len(binary):

@@ -1,0 +1,177 @@
+"""`--workers=N`: N server processes sharing the REST and gRPC ports (SO_REUSEPORT).
+
+One Python process parses HTTP and JSON on one event loop, which one core bounds; N processes
+use N cores. The supervisor imports no TensorFlow (TensorFlow's threads do not survive a fork):
+it starts each worker as a fresh `python -m modelship_server`, forwards SIGTERM and SIGINT so
+every worker drains, and starts a worker again when one dies. Each worker loads its own models
+and batches its own requests; the kernel spreads new connections across them.
+
+Workers find each other through a private folder: each writes its metrics there every second,
+so whichever worker Prometheus reaches answers for all of them (see `metrics_share`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+log = logging.getLogger("modelship_server.workers")
+
+ENV_INDEX = "MODELSHIP_WORKER_INDEX"
+ENV_COUNT = "MODELSHIP_WORKER_COUNT"
+ENV_DIR = "MODELSHIP_WORKER_DIR"
+
+# A worker that exits this soon after starting failed to start (a port, a config): starting it
+# again would fail the same way, so the whole server exits instead.
+STARTUP_SECONDS = 10.0
+RESTART_BACKOFF_MAX = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerInfo:
+    """Who this process is among the workers, as the supervisor told it."""
+
+    index: int
+    count: int
+    folder: str
+
+    @staticmethod
+    def from_env() -> WorkerInfo | None:
+        if ENV_INDEX not in os.environ:
+            return None
+        return WorkerInfo(
+            int(os.environ[ENV_INDEX]), int(os.environ[ENV_COUNT]), os.environ[ENV_DIR]
+        )
+
+
+def cpu_count() -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU limit if one is set."""
+    count = len(os.sched_getaffinity(0))
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, -(-int(quota) // int(period))))
+    return count
+
+
+def _reserve(host: str, port: int) -> socket.socket:
+    """Bind (without listening) so a port taken by anyone else fails here, once, clearly.
+
+    The socket stays open: with SO_REUSEPORT only this server's workers can join the port.
+    Bound sockets that do not listen are never handed connections.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the supervisor itself is killed."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class Supervisor:
+    def __init__(self, argv: Sequence[str], count: int, ports: Sequence[tuple[str, int]]) -> None:
+        self._argv = [*argv, "--workers=1"]
+        self._count = count
+        self._ports = ports
+        self._folder = tempfile.mkdtemp(prefix="modelship-workers-")
+        self._children: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
+        self._stopping = False
+        self._backoff = 1.0
+
+    def run(self) -> int:
+        try:
+            reserved = [_reserve(host, port) for host, port in self._ports if port]
+        except OSError as exc:
+            log.error("cannot listen: %s", exc)
+            return 1
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            for index in range(self._count):
+                self._start(index)
+            return self._watch()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            for sock in reserved:
+                sock.close()
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if not self._stopping:
+            log.info("signal %d: stopping %d worker(s)", signum, len(self._children))
+        self._stopping = True
+        for proc, _ in self._children.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+
+    def _start(self, index: int) -> None:
+        env = {
+            **os.environ,
+            ENV_INDEX: str(index),
+            ENV_COUNT: str(self._count),
+            ENV_DIR: self._folder,
+        }
+        cmd = [sys.executable, "-m", "modelship_server", *self._argv]
+        proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509
+        self._children[index] = (proc, time.monotonic())
+        log.info("worker %d started (pid %d)", index, proc.pid)
+
+    def _watch(self) -> int:
+        """Wait for workers; start dead ones again, until a signal or a failed start."""
+        status = 0
+        while self._children:
+            time.sleep(0.1)
+            for index, (proc, started) in list(self._children.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                del self._children[index]
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(self._folder, f"metrics-{index}.json"))
+                if self._stopping:
+                    status = status or _exit_status(code)
+                    continue
+                if time.monotonic() - started < STARTUP_SECONDS:
+                    log.error("worker %d exited with %d while starting: stopping", index, code)
+                    status = code or 1
+                    self._on_signal(signal.SIGTERM, None)
+                    continue
+                log.error("worker %d exited with %d: starting it again", index, code)
+                time.sleep(self._backoff)
+                self._backoff = min(self._backoff * 2, RESTART_BACKOFF_MAX)
+                self._start(index)
+        return status
+
+
+def _exit_status(code: int) -> int:
+    return code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as shells report
+
+
+def supervise(argv: Sequence[str], count: int, ports: Sequence[tuple[str, int]]) -> int:
+    return Supervisor(argv, count, ports).run()
