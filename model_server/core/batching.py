@@ -29,6 +29,7 @@ import numpy as np
 
 from ..core.config import BatchingConfig
 from ..core.errors import Code, ServingError
+from ..core.inline import InlineRunner, rows_of
 from ..core.metrics import ServerMetrics
 from ..core.types import Servable, Tensors
 
@@ -83,9 +84,12 @@ def _send(tasks: list[_Task], outcomes: list[_Outcome]) -> None:
 
 
 class BatchScheduler:
-    def __init__(self, config: BatchingConfig, metrics: ServerMetrics) -> None:
+    def __init__(
+        self, config: BatchingConfig, metrics: ServerMetrics, runner: InlineRunner | None = None
+    ) -> None:
         self.config = config
         self._metrics = metrics
+        self._runner = runner or InlineRunner()  # times each run, for the inline decision
         self._cv = threading.Condition()
         self._queues: dict[Hashable, _Queue] = {}
         self._ready: collections.deque[_Queue] = collections.deque()
@@ -127,7 +131,7 @@ class BatchScheduler:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Tensors] = loop.create_future()
         arrays = list(inputs.values())
-        rows = int(arrays[0].shape[0]) if arrays and arrays[0].ndim else 0
+        rows = rows_of(inputs)
         task = _Task(
             inputs=inputs,
             rows=rows,
@@ -161,6 +165,14 @@ class BatchScheduler:
                 self._ready.append(queue)
                 self._cv.notify()
         return future
+
+    def observe_unbatched(self, model_name: str, rows: int) -> None:
+        """Count a lone request run without queueing as a batch of its own rows."""
+        pool = (model_name,)
+        self._metrics.queuing_latency.observe(pool, 0.0)
+        self._metrics.input_batch_size.observe(pool, rows)
+        self._metrics.processed_batch_size.observe(pool, rows)
+        self._metrics.padding_size.observe(pool, 0)
 
     def _depths(self) -> dict[tuple[str, ...], float]:
         with self._cv:
@@ -263,7 +275,9 @@ class BatchScheduler:
 
     def _call(self, queue: _Queue, inputs: Tensors) -> _Outcome:
         try:
-            return queue.servable.run(queue.signature, inputs, queue.output_keys)
+            return self._runner.timed_run(
+                queue.servable, queue.signature, inputs, queue.output_keys
+            )
         except ServingError as exc:
             return exc
         except Exception as exc:

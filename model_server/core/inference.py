@@ -10,6 +10,7 @@ from ..core import validate
 from ..core.batching import BatchScheduler
 from ..core.config import BatchingConfig
 from ..core.errors import Code, ServingError, invalid
+from ..core.inline import InlineRunner, rows_of
 from ..core.manager import ModelManager, Resolved
 from ..core.metrics import ServerMetrics
 from ..core.types import DEFAULT_SIGNATURE, Servable, Signature, Tensors
@@ -25,10 +26,12 @@ class InferenceService:
     ) -> None:
         self.manager = manager
         self.metrics = metrics
-        self.batcher = BatchScheduler(batching, metrics) if batching else None
+        self._inline = InlineRunner()
+        self.batcher = BatchScheduler(batching, metrics, self._inline) if batching else None
         # Without batching, each request runs on its own thread, off the event loop.
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="infer")
         self._inflight: dict[str, int] = {}
+        self._inflight_total = 0
         metrics.inflight.set_callback(lambda: {(k,): float(v) for k, v in self._inflight.items()})
         metrics.model_versions.set_callback(self._available_versions)
 
@@ -44,10 +47,11 @@ class InferenceService:
     def on_unload(self, servable: Servable) -> None:
         if self.batcher:
             self.batcher.forget(servable)
+        self._inline.forget(servable)
 
     @property
     def inflight(self) -> int:
-        return sum(self._inflight.values())
+        return self._inflight_total
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Resolved:
         return self.manager.resolve(name, version, label)
@@ -72,7 +76,10 @@ class InferenceService:
         output_keys = validate.check_output_keys(signature, output_keys)
         name = resolved.name
         self._inflight[name] = self._inflight.get(name, 0) + 1
+        self._inflight_total += 1
         try:
+            if self._inflight_total == 1 and self._may_inline(resolved, signature, inputs):
+                return self._inline.run(resolved.servable, signature.name, inputs, output_keys)
             if self.batcher and signature.batchable:
                 future = self.batcher.submit(
                     name, resolved.servable, signature.name, inputs, output_keys
@@ -80,7 +87,12 @@ class InferenceService:
                 return await future
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(
-                self._pool, resolved.servable.run, signature.name, inputs, output_keys
+                self._pool,
+                self._inline.timed_run,
+                resolved.servable,
+                signature.name,
+                inputs,
+                output_keys,
             )
         except concurrent.futures.CancelledError:
             raise
@@ -90,6 +102,19 @@ class InferenceService:
             raise ServingError(Code.UNAVAILABLE, f"server is shutting down: {exc}") from exc
         finally:
             self._inflight[name] -= 1
+            self._inflight_total -= 1
+
+    def _may_inline(self, resolved: Resolved, signature: Signature, inputs: Tensors) -> bool:
+        """A lone request may run on the event loop if quick, and if batching would not pad it."""
+        rows = rows_of(inputs) if signature.batchable else 1
+        batched = self.batcher is not None and signature.batchable
+        if batched and self.batcher and self.batcher.config.padded_size(rows) != rows:
+            return False  # allowed_batch_sizes: the model expects padded batches
+        if not self._inline.allows(resolved.servable, signature.name, rows):
+            return False
+        if batched and self.batcher:
+            self.batcher.observe_unbatched(resolved.name, rows)
+        return True
 
     def record(self, model: str, api: str, entrypoint: str, started: float, ok: bool) -> None:
         """Count one request and its latency under TF Serving's metric names."""
