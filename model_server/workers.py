@@ -66,22 +66,30 @@ def cpu_count() -> int:
     return count
 
 
-def _reserve(host: str, port: int) -> socket.socket:
-    """Bind (without listening) so a port taken by anyone else fails here, once, clearly.
-
-    The socket stays open: with SO_REUSEPORT only this server's workers can join the port.
-    Bound sockets that do not listen are never handed connections.
-    """
+def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError:
         sock.close()
         raise
     return sock
+
+
+def _reserve(host: str, port: int) -> socket.socket:
+    """Claim the port for this server's workers; a port in use fails here, once, clearly.
+
+    SO_REUSEPORT lets any process of the same user join a port, another modelship-server
+    included, which would then take a share of the connections. A bind without it first
+    fails while anyone holds the port (this server's reservation too, for the next one).
+    The reservation stays open and never listens, so it is never handed connections.
+    """
+    _bind(host, port, reuse_port=False).close()
+    return _bind(host, port, reuse_port=True)
 
 
 def _die_with_parent() -> None:
@@ -155,7 +163,9 @@ class Supervisor:
                 with contextlib.suppress(OSError):
                     os.remove(os.path.join(self._folder, f"metrics-{index}.json"))
                 if self._stopping:
-                    status = status or _exit_status(code)
+                    # SIGTERM before a starting worker set its handler: nothing was in flight.
+                    if code != -signal.SIGTERM:
+                        status = status or _exit_status(code)
                     continue
                 if time.monotonic() - started < STARTUP_SECONDS:
                     log.error("worker %d exited with %d while starting: stopping", index, code)

@@ -10,7 +10,7 @@ and a signature that has not run yet never runs inline.
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from ..core.types import Servable, Tensors
 
@@ -20,8 +20,13 @@ _SMOOTHING = 0.2  # weight of the newest run in the cost estimate
 
 
 class InlineRunner:
-    def __init__(self, max_seconds: float = INLINE_MAX_SECONDS) -> None:
+    def __init__(
+        self,
+        max_seconds: float = INLINE_MAX_SECONDS,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.max_seconds = max_seconds
+        self._clock = clock
         self._per_row: dict[Hashable, float] = {}  # seconds per row, smoothed
 
     def allows(self, servable: Servable, signature: str, rows: int) -> bool:
@@ -37,11 +42,11 @@ class InlineRunner:
         self, servable: Servable, signature: str, inputs: Tensors, output_keys: list[str] | None
     ) -> Tensors:
         """servable.run, learning its cost (any thread: one dict write, atomic under the GIL)."""
-        started = time.perf_counter()
+        started = self._clock()
         try:
             return servable.run(signature, inputs, output_keys)
         finally:
-            self.learn(servable, signature, rows_of(inputs), time.perf_counter() - started)
+            self.learn(servable, signature, rows_of(inputs), self._clock() - started)
 
     def forget(self, servable: Servable) -> None:
         for key in [k for k in self._per_row if isinstance(k, tuple) and k[0] == id(servable)]:

@@ -60,6 +60,10 @@ class _Metric:
 
 
 class _Scalar(_Metric):
+    # How worker processes' values combine: summed (requests, rows waiting), or the largest
+    # (a state every worker has on its own, such as how many versions it serves).
+    combine: Callable[[float, float], float] = staticmethod(float.__add__)
+
     def collect(self) -> dict[LabelValues, float]:
         raise NotImplementedError
 
@@ -71,7 +75,9 @@ class _Scalar(_Metric):
         for peer in peers:
             for labels, value in peer:
                 key = tuple(labels)
-                values[key] = values.get(key, 0.0) + float(value)
+                values[key] = (
+                    self.combine(values[key], float(value)) if key in values else float(value)
+                )
         return [f"{self.name}{_labels(self.label_names, k)} {_num(v)}" for k, v in values.items()]
 
 
@@ -99,10 +105,14 @@ class Gauge(_Scalar):
 
     kind = "gauge"
 
-    def __init__(self, name: str, doc: str, labels: Sequence[str]) -> None:
+    def __init__(
+        self, name: str, doc: str, labels: Sequence[str], per_process_state: bool = False
+    ) -> None:
         super().__init__(name, doc, labels)
         self._values: dict[LabelValues, float] = {}
         self._callbacks: list[Callable[[], dict[LabelValues, float]]] = []
+        if per_process_state:
+            self.combine = max
 
     def add(self, labels: LabelValues, amount: float) -> None:
         with self._lock:
@@ -252,6 +262,7 @@ class ServerMetrics:
             "modelship_server_model_versions_available",
             "AVAILABLE versions per model.",
             ["model_name"],
+            per_process_state=True,
         )
         for metric in (
             self.request_count,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,20 @@ def test_command_line(tmp_path: Path) -> None:
     assert cli.parse(["--model_base_path=/m"]).models[0].name == "default"
 
 
+def test_workers_share_the_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli.workers, "cpu_count", lambda: 8)
+    one = cli.parse(["--model_base_path=/m"])
+    assert (one.workers, one.intra_op_threads) == (1, 0)  # TensorFlow's own default
+    auto = cli.parse(["--model_base_path=/m", "--workers=0"])
+    assert (auto.workers, auto.intra_op_threads) == (8, 1)
+    four = cli.parse(["--model_base_path=/m", "--workers=4"])
+    assert (four.workers, four.intra_op_threads) == (4, 2)
+    chosen = cli.parse(
+        ["--model_base_path=/m", "--workers=4", "--tensorflow_intra_op_parallelism=3"]
+    )
+    assert chosen.intra_op_threads == 3
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -108,6 +123,7 @@ def test_command_line(tmp_path: Path) -> None:
         (["--model_base_path=/m", "--port=0", "--rest_api_port=0"], "nothing would listen"),
         (["--model_base_path=/m", "--enable_batching=maybe"], "true or false"),
         (["--model_base_path=/m", "--batching_parameters_file=/b"], "needs --enable_batching"),
+        (["--model_base_path=/m", "--workers=-1"], "--workers must be 0"),
     ],
 )
 def test_bad_command_lines(
@@ -132,3 +148,29 @@ def test_metrics_keep_tf_serving_names() -> None:
     assert f":tensorflow:serving:request_latency_count{{{labels}}} 1" in text
     assert 'le="+Inf"} 1' in text
     assert 'modelship_server_inflight_requests{model_name="m"} 3' in text
+
+
+def test_metrics_of_other_workers_are_summed() -> None:
+    mine, theirs = ServerMetrics(), ServerMetrics()
+    mine.request_count.inc(("m", "OK"), 2)
+    theirs.request_count.inc(("m", "OK"), 3)
+    theirs.request_count.inc(("other", "ERROR"))
+    mine.request_latency.observe(("m", "predict", "REST"), 15.0)
+    theirs.request_latency.observe(("m", "predict", "REST"), 1e9)
+    theirs.inflight.add(("m",), 4)
+    mine.model_versions.set(("m",), 1)
+    theirs.model_versions.set(("m",), 1)
+    # Through JSON, as the snapshot files carry them.
+    peer = json.loads(json.dumps(theirs.registry.snapshot()))
+    text = mine.registry.render([peer]).decode()
+    assert ':tensorflow:serving:request_count{model_name="m",status="OK"} 5' in text
+    assert ':tensorflow:serving:request_count{model_name="other",status="ERROR"} 1' in text
+    labels = 'model_name="m",API="predict",entrypoint="REST"'
+    assert f":tensorflow:serving:request_latency_count{{{labels}}} 2" in text
+    assert f':tensorflow:serving:request_latency_bucket{{{labels},le="18"}} 1' in text
+    assert f":tensorflow:serving:request_latency_sum{{{labels}}} 1000000015" in text
+    assert 'modelship_server_inflight_requests{model_name="m"} 4' in text
+    assert 'modelship_server_model_versions_available{model_name="m"} 1' in text
+    # Without peers, only this process's own values.
+    alone = mine.registry.render().decode()
+    assert ':tensorflow:serving:request_count{model_name="m",status="OK"} 2' in alone
