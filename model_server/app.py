@@ -200,6 +200,9 @@ async def _main(settings: Settings) -> int:
         await server.start()
     except OSError as exc:
         log.error("cannot listen: %s", exc)
+        # Join the loading threads: TensorFlow aborts the process if one is torn down mid-load.
+        await asyncio.to_thread(server.manager.stop)
+        server.service.stop()
         return 1
     await server.wait()
     await server.shutdown()
