@@ -3,8 +3,9 @@
     .venv/bin/python bench/server_throughput/run.py [--duration 8] [--concurrency 1 16 64]
 
 Servers, each serving the same two SavedModels (an MLP 784-1024-1024-10 built here, and TF
-Serving's half_plus_two): modelship-server (REST TF Serving API and v2, gRPC TF Serving API),
-KServe's Python ModelServer with a custom Model, MLServer with a custom runtime (with and without
+Serving's half_plus_two): modelship-server with one process per CPU (`--workers=0`; REST TF
+Serving API and v2, gRPC TF Serving API and v2) and as one process (REST v1 only, for
+comparison), KServe's Python ModelServer with a custom Model, MLServer with a custom runtime (with and without
 adaptive batching), and the in-process limit (the signature called directly, batch 1 and 64).
 All servers run at once and take turns for each measurement, `--rounds` times; medians count.
 Load comes from compiled tools: wrk for REST, ghz for gRPC. The peers live in their own venvs,
@@ -239,7 +240,8 @@ def _spawn(
     return server
 
 
-def start_modelship(work: Path, models: dict[str, Path]) -> Server:
+def start_modelship(work: Path, models: dict[str, Path], workers: int = 0) -> Server:
+    """workers 0: one server process per CPU ("modelship"); 1: a single process."""
     config = work / "modelship.config"
     config.write_text(
         "model_config_list {\n"
@@ -261,8 +263,10 @@ def start_modelship(work: Path, models: dict[str, Path]) -> Server:
         f"--model_config_file={config}",
         "--enable_batching",
         f"--batching_parameters_file={batching}",
+        f"--workers={workers}",
     ]
-    return _spawn("modelship", cmd, work, http=http, grpc=grpc, ready="/v2/health/ready")
+    name = "modelship" if workers == 0 else f"modelship-{workers}proc"
+    return _spawn(name, cmd, work, http=http, grpc=grpc, ready="/v2/health/ready")
 
 
 def start_kserve(work: Path, models: dict[str, Path]) -> Server:
@@ -395,7 +399,8 @@ def run_ghz(
         "-z",
         f"{duration}s",
         "--connections",
-        str(min(concurrency, 4)),
+        # Enough connections that the kernel spreads them over every worker process.
+        str(min(concurrency, 16)),
         "--format",
         "json",
         target,
@@ -469,8 +474,10 @@ class Bench:
                 binary, self.protoset, call, target, data, concurrency=c, duration=self.duration
             )
 
-        if server.name in ("modelship", "kserve"):
+        if server.name in ("modelship", "modelship-1proc", "kserve"):
             apis.append(("REST v1", wrk(f"{base}/v1/models/{model}:predict", "v1")))
+        if server.name == "modelship-1proc":
+            return apis  # what one process gives, for comparison: REST v1 is enough
         if server.name != "kserve":
             apis.append(("REST v2", wrk(f"{base}/v2/models/{model}/infer", "v2")))
         if self.ghz and server.name == "modelship":
@@ -519,7 +526,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--models", nargs="+", default=["mlp", "half_plus_two"])
     parser.add_argument(
-        "--servers", nargs="+", default=["modelship", "kserve", "mlserver", "mlserver-batching"]
+        "--servers",
+        nargs="+",
+        default=["modelship", "modelship-1proc", "kserve", "mlserver", "mlserver-batching"],
     )
     parser.add_argument(
         "--rounds",
@@ -543,6 +552,7 @@ def main() -> int:
 
     starters = {
         "modelship": lambda: start_modelship(work, models),
+        "modelship-1proc": lambda: start_modelship(work, models, workers=1),
         "kserve": lambda: start_kserve(work, models),
         "mlserver": lambda: start_mlserver(work, models, batching=False),
         "mlserver-batching": lambda: start_mlserver(work, models, batching=True),
@@ -594,7 +604,8 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
             peers = [
                 r
                 for r in results
-                if r.server not in ("modelship", "in-process")
+                if not r.server.startswith("modelship")
+                and r.server != "in-process"
                 and r.model == model
                 and r.concurrency == conc
                 and r.api.startswith("REST")
