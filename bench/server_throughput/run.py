@@ -5,8 +5,9 @@
 Servers, each serving the same two SavedModels (an MLP 784-1024-1024-10 built here, and TF
 Serving's half_plus_two): modelship-server with one process per CPU (`--workers=0`; REST TF
 Serving API and v2, gRPC TF Serving API and v2) and as one process (REST v1 only, for
-comparison), KServe's Python ModelServer with a custom Model, MLServer with a custom runtime (with and without
-adaptive batching), and the in-process limit (the signature called directly, batch 1 and 64).
+comparison), KServe's Python ModelServer with a custom Model, MLServer with a custom runtime
+(with and without adaptive batching), and the in-process limit (the signature called directly,
+batch 1 and 64).
 All servers run at once and take turns for each measurement, `--rounds` times; medians count.
 Load comes from compiled tools: wrk for REST, ghz for gRPC. The peers live in their own venvs,
 created here under the cache folder (not the project's lock), as are ghz and the work files.

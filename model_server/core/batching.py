@@ -257,7 +257,7 @@ class BatchScheduler:
             key: _pad(np.concatenate([t.inputs[key] for t in tasks]), padded)
             for key in tasks[0].inputs
         }
-        result = self._call(queue, merged)
+        result = self._call(queue, merged, len(tasks))
         if isinstance(result, ServingError) or any(
             v.ndim == 0 or v.shape[0] != padded for v in result.values()
         ):
@@ -273,10 +273,10 @@ class BatchScheduler:
             start = end
         _send(tasks, outcomes)
 
-    def _call(self, queue: _Queue, inputs: Tensors) -> _Outcome:
+    def _call(self, queue: _Queue, inputs: Tensors, requests: int = 1) -> _Outcome:
         try:
             return self._runner.timed_run(
-                queue.servable, queue.signature, inputs, queue.output_keys
+                queue.servable, queue.signature, inputs, queue.output_keys, requests
             )
         except ServingError as exc:
             return exc

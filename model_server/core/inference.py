@@ -79,7 +79,9 @@ class InferenceService:
         self._inflight_total += 1
         try:
             if self._inflight_total == 1 and self._may_inline(resolved, signature, inputs):
-                return self._inline.run(resolved.servable, signature.name, inputs, output_keys)
+                return self._inline.timed_run(
+                    resolved.servable, signature.name, inputs, output_keys
+                )
             if self.batcher and signature.batchable:
                 future = self.batcher.submit(
                     name, resolved.servable, signature.name, inputs, output_keys

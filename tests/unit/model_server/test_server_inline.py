@@ -48,6 +48,11 @@ def test_unknown_signatures_never_run_inline() -> None:
     assert runner.allows(quick, "serving_default", 9)
     assert not runner.allows(quick, "serving_default", 10)  # 10 x 0.1 ms is not under 1 ms
     assert not runner.allows(quick, "other_signature", 1)
+    # After a batch of several requests, more are coming: the next one is batched, not inline.
+    runner.timed_run(quick, "serving_default", {"x": np.ones((4, 1))}, None, requests=4)
+    assert not runner.allows(quick, "serving_default", 1)
+    runner.timed_run(quick, "serving_default", {"x": np.ones((1, 1))}, None, requests=1)
+    assert runner.allows(quick, "serving_default", 1)
 
 
 def test_slow_models_stay_off_the_event_loop() -> None:
