@@ -28,7 +28,8 @@ class InferenceService:
         self.metrics = metrics
         self._inline = InlineRunner()
         self.batcher = BatchScheduler(batching, metrics, self._inline) if batching else None
-        # Without batching, each request runs on its own thread, off the event loop.
+        # Without batching, each request runs on its own thread, off the event loop (but for a
+        # lone quick one: see core/inline.py).
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="infer")
         self._inflight: dict[str, int] = {}
         self._inflight_total = 0

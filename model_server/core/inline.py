@@ -66,8 +66,10 @@ class InlineRunner:
             self.learn(servable, signature, rows_of(inputs), seconds, requests)
 
     def forget(self, servable: Servable) -> None:
-        for key in [k for k in self._costs if isinstance(k, tuple) and k[0] == id(servable)]:
-            del self._costs[key]
+        # Called from the model manager's thread: copy the keys (atomic under the GIL) so runs
+        # learning on other threads meanwhile cannot break the iteration.
+        for key in [k for k in list(self._costs) if isinstance(k, tuple) and k[0] == id(servable)]:
+            self._costs.pop(key, None)
 
     def learn(
         self, servable: Servable, signature: str, rows: int, seconds: float, requests: int = 1
