@@ -79,15 +79,19 @@ class InferenceService:
         self._inflight[name] = self._inflight.get(name, 0) + 1
         self._inflight_total += 1
         try:
-            if self._inflight_total == 1 and self._may_inline(resolved, signature, inputs):
-                return self._inline.timed_run(
-                    resolved.servable, signature.name, inputs, output_keys
-                )
-            if self.batcher and signature.batchable:
-                future = self.batcher.submit(
+            batcher = self.batcher if signature.batchable else None
+            if self._inflight_total == 1:
+                rows = rows_of(inputs) if signature.batchable else 1
+                if self._may_inline(batcher, resolved.servable, signature, rows):
+                    if batcher:
+                        batcher.observe_unbatched(name, rows)
+                    return self._inline.timed_run(
+                        resolved.servable, signature.name, inputs, output_keys
+                    )
+            if batcher:
+                return await batcher.submit(
                     name, resolved.servable, signature.name, inputs, output_keys
                 )
-                return await future
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(
                 self._pool,
@@ -107,17 +111,13 @@ class InferenceService:
             self._inflight[name] -= 1
             self._inflight_total -= 1
 
-    def _may_inline(self, resolved: Resolved, signature: Signature, inputs: Tensors) -> bool:
+    def _may_inline(
+        self, batcher: BatchScheduler | None, servable: Servable, signature: Signature, rows: int
+    ) -> bool:
         """A lone request may run on the event loop if quick, and if batching would not pad it."""
-        rows = rows_of(inputs) if signature.batchable else 1
-        batched = self.batcher is not None and signature.batchable
-        if batched and self.batcher and self.batcher.config.padded_size(rows) != rows:
+        if batcher and batcher.config.padded_size(rows) != rows:
             return False  # allowed_batch_sizes: the model expects padded batches
-        if not self._inline.allows(resolved.servable, signature.name, rows):
-            return False
-        if batched and self.batcher:
-            self.batcher.observe_unbatched(resolved.name, rows)
-        return True
+        return self._inline.allows(servable, signature.name, rows)
 
     def record(self, model: str, api: str, entrypoint: str, started: float, ok: bool) -> None:
         """Count one request and its latency under TF Serving's metric names."""

@@ -224,8 +224,12 @@ class _Connection(asyncio.Protocol):
         if self._transport:
             self._transport.close()
 
+    def _idle(self) -> bool:
+        """No request waiting or being handled."""
+        return not self._pending and (self._worker is None or self._worker.done())
+
     def close_if_idle(self) -> None:
-        if not self._pending and (self._worker is None or self._worker.done()):
+        if self._idle():
             self._close()
 
     def check_deadline(self, now: float) -> None:
@@ -240,7 +244,7 @@ class _Connection(asyncio.Protocol):
             return
         if self._in_request:
             self._fail(408, "request not received in time")
-        elif not self._pending and (self._worker is None or self._worker.done()):
+        elif self._idle():
             self._close()  # idle keep-alive connection
 
 

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -24,8 +25,7 @@ def _workers(server: ServerProcess) -> set[int]:
     return {int(p) for p in text.split()}
 
 
-def _wait_for(predicate: object, timeout: float, what: str) -> None:
-    assert callable(predicate)
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
