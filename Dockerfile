@@ -2,6 +2,9 @@
 # `modelship fetch` init container, and the operator (`modelship-operator`, set by the chart).
 # Not built in CI here (the build machines have no container engine); `docker build .` elsewhere.
 FROM python:3.11-slim-bookworm AS build
+# gcc builds the model server's C extension (JSON tensors); only the build stage needs it.
+RUN apt-get update -q && apt-get install -y -q --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 RUN pip install --no-cache-dir uv==0.13.8
 WORKDIR /src
 COPY pyproject.toml uv.lock README.md ./

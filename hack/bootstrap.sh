@@ -8,8 +8,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 UV_VERSION=0.13.8
 cache=${MODELSHIP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelship}
 
-# Debian packages the tests and benchmarks use: curl (model server REST tests), wrk (benchmark).
-APT_PACKAGES=(curl wrk)
+# Debian packages the tests and benchmarks use: curl (model server REST tests), wrk (benchmark),
+# gcc (the model server's C extension for JSON tensors).
+APT_PACKAGES=(curl wrk gcc)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if [ ${#missing[@]} -gt 0 ]; then

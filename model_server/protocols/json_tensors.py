@@ -10,6 +10,7 @@ import numpy as np
 
 from ..core import dtypes
 from ..core.errors import invalid
+from . import json_body
 
 B64_KEY = "b64"
 
@@ -33,11 +34,6 @@ def decode_b64(value: dict[str, Any], max_bytes: int | None = None) -> bytes:
     return data
 
 
-def has_null(body: bytes) -> bool:
-    """Whether a JSON body may hold a null: without one, no float array needs a NaN check."""
-    return b"null" in body
-
-
 def float_array(value: Any, dtype: np.dtype[Any], nulls: bool = True) -> np.ndarray | None:
     """Numbers straight to a float dtype in one pass; None: convert them the checked way.
 
@@ -46,6 +42,8 @@ def float_array(value: Any, dtype: np.dtype[Any], nulls: bool = True) -> np.ndar
     load means waiting for it back from the batch threads. For the same reason the NaN check
     (a NaN here was a JSON null, to be refused, not computed on) runs only if the body had one.
     """
+    if isinstance(value, np.ndarray):  # parsed by json_body: numbers only, never a null
+        return json_body.as_dtype(value, dtype)
     try:
         array = np.array(value, dtype=dtype)
     except (ValueError, TypeError, OverflowError):
@@ -58,7 +56,7 @@ def to_array(
 ) -> np.ndarray:
     """One input's JSON value as an array of the signature dtype's family (cast later).
 
-    nulls: the request body may contain a JSON null (see has_null).
+    nulls: the value may hold a JSON null (see json_body.Parsed).
     """
     if dtypes.is_string(tf_dtype):
         return _string_array(key, value, max_b64)

@@ -6,6 +6,7 @@ import re
 import time
 from typing import Any
 
+import numpy as np
 import orjson
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
@@ -15,8 +16,8 @@ from ..core.inference import InferenceService
 from ..core.manager import Resolved
 from ..core.types import CLASSIFY_METHOD, REGRESS_METHOD, Signature, Tensors
 from ..http.server import Request, Response, json_error
-from ..protocols import examples
-from ..protocols.json_tensors import has_null, is_b64, to_array, to_json
+from ..protocols import examples, json_body
+from ..protocols.json_tensors import is_b64, to_array, to_json
 
 _PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)"
@@ -68,11 +69,12 @@ class TfServingRest:
             raise invalid(f"{request.method} is not supported for :{verb}; use POST")
         if verb not in ("predict", "classify", "regress"):
             raise invalid(f"Unsupported verb {verb!r}: use predict, classify or regress")
-        body = _parse_body(request.body)
+        # Only predict takes tensors: classify/regress features stay lists for tf.Example.
+        parsed = _parse_body(request.body, tensors=verb == "predict")
         resolved = self.service.resolve(name, version, label)
         if verb == "predict":
-            return await self._predict(resolved, body, has_null(request.body))
-        return await self._classify_or_regress(resolved, body, verb)
+            return await self._predict(resolved, parsed.value, parsed.nulls)
+        return await self._classify_or_regress(resolved, parsed.value, verb)
 
     # -- GET ----------------------------------------------------------------------------------
 
@@ -169,12 +171,13 @@ def _version(text: str | None) -> int | None:
     return int(text)
 
 
-def _parse_body(body: bytes) -> dict[str, Any]:
+def _parse_body(body: bytes, tensors: bool) -> json_body.Parsed:
+    """The JSON object; with `tensors`, its big numeric arrays as numpy arrays already."""
     try:
-        parsed = orjson.loads(body)
+        parsed = json_body.parse(body) if tensors else json_body.Parsed(orjson.loads(body), True)
     except orjson.JSONDecodeError as exc:
         raise invalid(f"JSON Parse error: {exc.msg} at offset {exc.pos}") from None
-    if not isinstance(parsed, dict):
+    if not isinstance(parsed.value, dict):
         raise invalid("JSON Value is not an object")
     return parsed
 
@@ -189,7 +192,8 @@ def _signature_name(body: dict[str, Any]) -> str | None:
 def _rows_to_tensors(
     signature: Signature, instances: Any, max_b64: int | None, nulls: bool = True
 ) -> Tensors:
-    if not isinstance(instances, list) or not instances:
+    # An ndarray: numbers only, parsed by json_body already.
+    if not isinstance(instances, list | np.ndarray) or len(instances) == 0:
         raise invalid("'instances' must be a non-empty list")
     named = isinstance(instances[0], dict) and not is_b64(instances[0])
     if named:

@@ -12,11 +12,12 @@ import orjson
 from ..core.errors import ServingError, invalid, not_found
 from ..core.inference import InferenceService
 from ..http.server import Request, Response, json_error
-from . import v2_codec
-from .json_tensors import has_null
+from . import json_body, v2_codec
 
 HEADER_LENGTH = "inference-header-content-length"
 EXTENSIONS = ["binary_tensor_data"]
+# Member names whose numeric arrays are tensor data, parsed straight to numpy.
+_TENSOR_KEYS = (b"data",)
 _PATH = re.compile(
     r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<verb>/ready|/infer)?/?$"
 )
@@ -84,13 +85,13 @@ class V2Rest:
         started = time.perf_counter()
         ok = False
         try:
-            body, binary = _split_body(request)
+            body, binary, nulls = _split_body(request)
             resolved = self.service.resolve(name, version)
             params = body.get("parameters") or {}
             if not isinstance(params, dict):
                 raise invalid("'parameters' must be an object")
             signature = self.service.signature(resolved, params.get("signature_name"))
-            inputs = _inputs(body, binary, has_null(request.body))
+            inputs = _inputs(body, binary, nulls)
             wanted, binary_out = _requested_outputs(body, params)
             outputs = await self.service.run(resolved, signature, inputs, wanted or None)
             response = self._respond(body, resolved.name, resolved.version, outputs, binary_out)
@@ -145,7 +146,8 @@ def _version(text: str | None) -> int | None:
     return int(text)
 
 
-def _split_body(request: Request) -> tuple[dict[str, Any], bytes]:
+def _split_body(request: Request) -> tuple[dict[str, Any], bytes, bool]:
+    """The JSON part, the binary tensor data after it, and whether the JSON may hold a null."""
     header = request.headers.get(HEADER_LENGTH)
     raw = request.body
     binary = b""
@@ -154,12 +156,12 @@ def _split_body(request: Request) -> tuple[dict[str, Any], bytes]:
             raise invalid(f"bad {HEADER_LENGTH} header: {header!r}")
         raw, binary = raw[: int(header)], raw[int(header) :]
     try:
-        body = orjson.loads(raw)
+        parsed = json_body.parse(raw, keys=_TENSOR_KEYS)
     except orjson.JSONDecodeError as exc:
         raise invalid(f"JSON parse error: {exc.msg} at offset {exc.pos}") from None
-    if not isinstance(body, dict):
+    if not isinstance(parsed.value, dict):
         raise invalid("request body must be a JSON object")
-    return body, binary
+    return parsed.value, binary, parsed.nulls
 
 
 def _inputs(body: dict[str, Any], binary: bytes, nulls: bool) -> dict[str, Any]:
