@@ -30,6 +30,43 @@ def test_predict_named_instances_and_signature(rest: httpx.Client) -> None:
     assert reply.json() == {"predictions": [[2.5], [3.5]]}
 
 
+# Bodies with arrays past json_body.MIN_NUMBERS take the C parser's path.
+LARGE = [i * 0.25 - 7 for i in range(100)]
+LARGE_INTS = list(range(-50, 50))
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "expected"),
+    [
+        ({"instances": LARGE}, "predictions", [x / 2 + 2 for x in LARGE]),
+        ({"inputs": LARGE}, "outputs", [x / 2 + 2 for x in LARGE]),
+        ({"inputs": {"x": LARGE}}, "outputs", [x / 2 + 2 for x in LARGE]),
+        ({"instances": LARGE_INTS}, "predictions", [x / 2 + 2 for x in LARGE_INTS]),
+    ],
+)
+def test_predict_large_arrays(
+    rest: httpx.Client, body: dict[str, object], key: str, expected: list[float]
+) -> None:
+    reply = rest.post("/v1/models/half_plus_two:predict", json=body)
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {key: expected}
+
+
+@pytest.mark.parametrize(
+    ("instances", "fragment"),
+    [
+        ([LARGE[:50], LARGE[:49]], "regular tensor"),
+        ([LARGE[:50], LARGE[:50]], "shape"),  # x takes one dimension
+    ],
+)
+def test_large_arrays_that_do_not_fit_are_400(
+    rest: httpx.Client, instances: list[list[float]], fragment: str
+) -> None:
+    reply = rest.post("/v1/models/half_plus_two:predict", json={"instances": instances})
+    assert reply.status_code == 400, reply.text
+    assert fragment in reply.json()["error"]
+
+
 def test_predict_other_signature(rest: httpx.Client) -> None:
     body = {"signature_name": "regress_x2_to_y3", "inputs": {"inputs": [[1.0], [2.0]]}}
     reply = rest.post("/v1/models/half_plus_two:predict", json=body)

@@ -38,6 +38,16 @@ def test_http_infer(http_client: triton_http.InferenceServerClient, binary: bool
     assert response["model_version"] == "123"
 
 
+def test_http_infer_large_json_tensor(http_client: triton_http.InferenceServerClient) -> None:
+    # Past json_body.MIN_NUMBERS: the "data" array takes the C parser's path.
+    x = np.linspace(-10, 10, 200, dtype=np.float32).reshape(200, 1)
+    tensor = triton_http.InferInput("x", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x, binary_data=False)
+    wanted = triton_http.InferRequestedOutput("y", binary_data=False)
+    result = http_client.infer("half_plus_two", [tensor], outputs=[wanted])
+    np.testing.assert_allclose(result.as_numpy("y"), x / 2 + 2)
+
+
 def test_http_infer_by_version(http_client: triton_http.InferenceServerClient) -> None:
     tensor = triton_http.InferInput("x", [1, 1], "FP32")
     tensor.set_data_from_numpy(np.array([[4.0]], dtype=np.float32))
