@@ -232,3 +232,19 @@ def test_json_tensors_take_parsed_arrays() -> None:
     array = json_tensors.to_array("x", parsed.value["x"], "DT_FLOAT", nulls=parsed.nulls)
     assert array.dtype == np.float32
     assert array.tolist() == [2.0] * N
+
+
+@st.composite
+def mangled(draw: st.DrawFn) -> bytes:
+    """Valid bodies cut short or with bytes changed: the scanner must never read past the end."""
+    body = bytearray(draw(documents()))
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(body) - 1))
+        body[at] = draw(st.sampled_from(b'[]{},:"\\-.eE0 \x00\xff'))
+    return bytes(body[: draw(st.integers(0, len(body)))])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=st.one_of(mangled(), st.binary(max_size=200)))
+def test_any_bytes_give_orjson_s_answer_or_its_error(body: bytes) -> None:
+    assert same(outcome(lambda b: json_body.parse(b).value, body), outcome(orjson.loads, body))
