@@ -25,6 +25,15 @@ def _workers(server: ServerProcess) -> set[int]:
     return {int(p) for p in text.split()}
 
 
+def _exited(pid: int) -> bool:
+    """Gone or a zombie: either way its sockets are closed."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
 def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -100,7 +109,9 @@ def test_a_dead_worker_is_replaced_and_sigterm_stops_all(
     time.sleep(10)
     first, second = sorted(_workers(server))
     subprocess.run(["kill", "-KILL", str(first)], check=True)
-    # The other worker answers meanwhile.
+    # Until the killed process is torn down, the kernel still hands it new connections (and
+    # resets them); from then on the other worker takes them all while the new one starts.
+    _wait_for(lambda: _exited(first), 30, "the killed worker to exit")
     for i in range(10):
         assert _predict_on_new_connection(server, float(i)) == [[i / 2 + 2]]
     _wait_for(
@@ -115,7 +126,7 @@ def test_a_dead_worker_is_replaced_and_sigterm_stops_all(
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(60) == 0
     for pid in (second, replacement):
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+        assert _exited(pid)
 
 
 def test_a_taken_port_fails_at_once(
