@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Mapping
 
 import numpy as np
 import pytest
+from fake_servable import FakeServable
 from modelship_server.core.batching import BatchScheduler
 from modelship_server.core.config import BatchingConfig
 from modelship_server.core.errors import Code, ServingError
 from modelship_server.core.metrics import ServerMetrics
-from modelship_server.core.types import Signature, Tensors
+from modelship_server.core.types import Tensors
 
 
-class Doubler:
+class Doubler(FakeServable):
     """y = 2x, recording each batch it was called with; can be held to build a queue."""
 
     def __init__(self) -> None:
@@ -24,13 +24,6 @@ class Doubler:
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()
-
-    @property
-    def signatures(self) -> Mapping[str, Signature]:
-        return {}
-
-    def signature_def_map(self) -> bytes:
-        return b""
 
     def run(self, signature: str, inputs: Tensors, output_keys: list[str] | None) -> Tensors:
         self.entered.set()
@@ -40,9 +33,6 @@ class Doubler:
             raise ServingError(Code.INVALID_ARGUMENT, "negative input")
         self.calls.append(int(x.shape[0]))
         return {"y": x * 2}
-
-    def close(self) -> None:
-        pass
 
 
 def _run(config: BatchingConfig, body: object) -> tuple[ServerMetrics, object]:

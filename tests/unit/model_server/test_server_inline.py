@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
+from fake_servable import FakeServable
 from modelship_server.core.inline import InlineRunner, rows_of
-from modelship_server.core.types import Signature, Tensors
+from modelship_server.core.types import Tensors
 
 
-class _Clocked:
+class _Clocked(FakeServable):
     """A servable whose run takes a set time per row (on a fake clock advanced by run)."""
 
     def __init__(self, clock: list[float], seconds_per_row: float) -> None:
@@ -17,20 +16,10 @@ class _Clocked:
         self.seconds_per_row = seconds_per_row
         self.runs = 0
 
-    @property
-    def signatures(self) -> Mapping[str, Signature]:
-        return {}
-
-    def signature_def_map(self) -> bytes:
-        return b""
-
     def run(self, signature: str, inputs: Tensors, output_keys: list[str] | None) -> Tensors:
         self.runs += 1
         self._clock[0] += self.seconds_per_row * rows_of(inputs)
         return {"y": inputs["x"] * 2}
-
-    def close(self) -> None:
-        pass
 
 
 def _runner_on(clock: list[float]) -> InlineRunner:

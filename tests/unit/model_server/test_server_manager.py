@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from fake_servable import FakeServable
 from modelship_server.core.config import ModelConfig, PolicyKind, VersionPolicy
 from modelship_server.core.errors import Code, ServingError
 from modelship_server.core.manager import ModelManager
-from modelship_server.core.types import Signature, Tensors
 
 
-class FakeServable:
+class PathServable(FakeServable):
     def __init__(self, path: str) -> None:
         self.path = path
         self.closed = False
-
-    @property
-    def signatures(self) -> Mapping[str, Signature]:
-        return {}
-
-    def signature_def_map(self) -> bytes:
-        return b""
-
-    def run(self, signature: str, inputs: Tensors, output_keys: list[str] | None) -> Tensors:
-        return inputs
 
     def close(self) -> None:
         self.closed = True
@@ -35,11 +24,11 @@ class FakeLoader:
     def __init__(self) -> None:
         self.loaded: list[str] = []
 
-    def __call__(self, path: str) -> FakeServable:
+    def __call__(self, path: str) -> PathServable:
         if (Path(path) / "BROKEN").exists():
             raise ServingError(Code.DATA_LOSS, "broken on purpose")
         self.loaded.append(Path(path).name)
-        return FakeServable(path)
+        return PathServable(path)
 
 
 @pytest.mark.parametrize(
@@ -78,7 +67,7 @@ def test_latest_version_serves_and_old_one_unloads_after_new_is_available(tmp_pa
     manager.sync()
     assert manager.resolve("m").version == 2
     assert [(s.version, s.state) for s in manager.status("m")] == [(1, "END"), (2, "AVAILABLE")]
-    assert isinstance(first.servable, FakeServable)
+    assert isinstance(first.servable, PathServable)
     assert first.servable.closed
     assert loader.loaded == ["00000001", "2"]
     with pytest.raises(ServingError) as info:
