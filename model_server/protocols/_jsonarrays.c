@@ -316,7 +316,6 @@ static PyObject *extract(PyObject *self, PyObject *args) {
     const char *p = body, *copied = body, *key = NULL;
     Py_ssize_t key_length = 0;
     char previous = 0; /* the last character outside strings and whitespace */
-    int nul = 0;       /* a string holds \u0000, which a placeholder could be taken for */
     while (p < end) {
         char c = *p;
         if (c == '"') {
@@ -324,7 +323,7 @@ static PyObject *extract(PyObject *self, PyObject *args) {
             while (p < end && *p != '"') {
                 if (*p == '\\') {
                     if (end - p >= 6 && memcmp(p, "\\u0000", 6) == 0)
-                        nul = 1;
+                        goto nothing; /* a placeholder could be taken for this string */
                     p++;
                 }
                 p++;
@@ -369,13 +368,14 @@ static PyObject *extract(PyObject *self, PyObject *args) {
             previous = c;
         p++;
     }
-    if (nul || PyList_GET_SIZE(arrays) == 0) {
-        result = Py_NewRef(Py_None);
-        goto done;
-    }
+    if (PyList_GET_SIZE(arrays) == 0)
+        goto nothing;
     if (append(&skeleton, copied, end - copied) == FAILED)
         goto done;
     result = Py_BuildValue("(y#O)", skeleton.data, skeleton.length, arrays);
+    goto done;
+nothing:
+    result = Py_NewRef(Py_None);
 done:
     Py_XDECREF(arrays);
     PyMem_Free(skeleton.data);

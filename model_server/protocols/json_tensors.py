@@ -37,10 +37,11 @@ def decode_b64(value: dict[str, Any], max_bytes: int | None = None) -> bytes:
 def float_array(value: Any, dtype: np.dtype[Any], nulls: bool = True) -> np.ndarray | None:
     """Numbers straight to a float dtype in one pass; None: convert them the checked way.
 
-    One conversion straight to the input's dtype: going through float64 and casting costs a
-    second pass, and numpy drops the GIL for passes over more than 500 elements, which under
-    load means waiting for it back from the batch threads. For the same reason the NaN check
-    (a NaN here was a JSON null, to be refused, not computed on) runs only if the body had one.
+    Lists go straight to the input's dtype: going through float64 and casting costs a second
+    pass, and numpy drops the GIL for passes over more than 500 elements, which under load means
+    waiting for it back from the batch threads. For the same reason the NaN check (a NaN here
+    was a JSON null, to be refused, not computed on) runs only if the value may hold a null.
+    Arrays json_body already parsed are cast by json_body.as_dtype.
     """
     if isinstance(value, np.ndarray):  # parsed by json_body: numbers only, never a null
         return json_body.as_dtype(value, dtype)
