@@ -48,8 +48,66 @@ def main(argv: list[str] | None = None) -> None:
         help="seconds to wait when asking a ready pod which model version it "
         "serves (status.modelVersion); 0 never asks",
     )
+    prometheus = parser.add_argument_group("autoscaling (Prometheus)")
+    prometheus.add_argument(
+        "--prometheus-url",
+        default=SETTINGS.prometheus.url,
+        help="Prometheus HTTP API base URL the autoscaler queries, e.g. http://prometheus:9090",
+    )
+    prometheus.add_argument(
+        "--prometheus-token-file",
+        default=SETTINGS.prometheus.bearer_token_file,
+        help="file holding a bearer token for Prometheus (re-read on every query)",
+    )
+    prometheus.add_argument(
+        "--prometheus-ca-file", default=SETTINGS.prometheus.ca_file, help="CA bundle for https"
+    )
+    prometheus.add_argument(
+        "--prometheus-cert-file",
+        default=SETTINGS.prometheus.cert_file,
+        help="client certificate for mutual TLS",
+    )
+    prometheus.add_argument(
+        "--prometheus-key-file",
+        default=SETTINGS.prometheus.key_file,
+        help="client key for mutual TLS",
+    )
+    prometheus.add_argument(
+        "--prometheus-insecure-skip-verify",
+        action="store_true",
+        default=SETTINGS.prometheus.insecure_skip_verify,
+        help="do not verify Prometheus' certificate",
+    )
+    prometheus.add_argument(
+        "--prometheus-timeout",
+        type=float,
+        default=SETTINGS.prometheus.timeout,
+        help="seconds one query may take",
+    )
+    prometheus.add_argument(
+        "--metrics-window",
+        default=SETTINGS.prometheus.rate_window,
+        help="range of rate() windows in autoscaler queries (a Prometheus duration)",
+    )
+    prometheus.add_argument(
+        "--autoscale-tick-seconds",
+        type=float,
+        default=SETTINGS.autoscale_tick_seconds,
+        help="how often every autoscaled ModelDeployment is read and decided",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
+    if args.autoscale_tick_seconds <= 0:
+        parser.error("--autoscale-tick-seconds must be positive")
+    SETTINGS.autoscale_tick_seconds = args.autoscale_tick_seconds
+    SETTINGS.prometheus.url = args.prometheus_url.rstrip("/")
+    SETTINGS.prometheus.bearer_token_file = args.prometheus_token_file
+    SETTINGS.prometheus.ca_file = args.prometheus_ca_file
+    SETTINGS.prometheus.cert_file = args.prometheus_cert_file
+    SETTINGS.prometheus.key_file = args.prometheus_key_file
+    SETTINGS.prometheus.insecure_skip_verify = args.prometheus_insecure_skip_verify
+    SETTINGS.prometheus.timeout = args.prometheus_timeout
+    SETTINGS.prometheus.rate_window = args.metrics_window
     SETTINGS.workers = args.workers
     SETTINGS.resync_seconds = args.resync_seconds
     SETTINGS.version_timeout = args.model_version_timeout

@@ -3,7 +3,30 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass
+class PrometheusSettings:
+    """Where the autoscaler reads metrics; empty url: autoscaling reports it cannot run."""
+
+    url: str = field(default_factory=lambda: _env("MODELSHIP_PROMETHEUS_URL"))
+    bearer_token_file: str = field(default_factory=lambda: _env("MODELSHIP_PROMETHEUS_TOKEN_FILE"))
+    ca_file: str = field(default_factory=lambda: _env("MODELSHIP_PROMETHEUS_CA_FILE"))
+    cert_file: str = field(default_factory=lambda: _env("MODELSHIP_PROMETHEUS_CERT_FILE"))
+    key_file: str = field(default_factory=lambda: _env("MODELSHIP_PROMETHEUS_KEY_FILE"))
+    insecure_skip_verify: bool = field(
+        default_factory=lambda: _env("MODELSHIP_PROMETHEUS_INSECURE") == "true"
+    )
+    timeout: float = field(
+        default_factory=lambda: float(_env("MODELSHIP_PROMETHEUS_TIMEOUT", "2.0"))
+    )
+    # Range of rate() and histogram_quantile() windows: a few scrapes at the 1 s interval.
+    rate_window: str = field(default_factory=lambda: _env("MODELSHIP_METRICS_WINDOW", "5s"))
 
 
 @dataclass
@@ -14,6 +37,9 @@ class Settings:
     health_port: int = int(os.environ.get("MODELSHIP_HEALTH_PORT", "8081"))
     # How long to wait for a model server's answer about the version it serves (0: never ask).
     version_timeout: float = float(os.environ.get("MODELSHIP_VERSION_TIMEOUT", "1.0"))
+    # One autoscaler tick: every autoscaled ModelDeployment is read and decided at once.
+    autoscale_tick_seconds: float = float(os.environ.get("MODELSHIP_AUTOSCALE_TICK_SECONDS", "1"))
+    prometheus: PrometheusSettings = field(default_factory=PrometheusSettings)
 
 
 SETTINGS = Settings()
