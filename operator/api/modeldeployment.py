@@ -67,6 +67,67 @@ class Server(ApiModel):
     )
 
 
+AutoscalingMetric = Literal[
+    "inflightRequests",
+    "queueDepth",
+    "requestsPerSecond",
+    "cpuUtilization",
+    "p99LatencyMs",
+    "promql",
+]
+
+
+class ScalingPolicy(ApiModel):
+    """A most-allowed change in one period, as in the HPA's `behavior`."""
+
+    type: Literal["Pods", "Percent"] = Field(
+        description="Pods: at most `value` pods; Percent: at most `value` percent of the "
+        "replicas at the start of the period."
+    )
+    value: int = Field(ge=1, le=10_000, description="Pods or percent.", examples=[4])
+    period_seconds: int = Field(
+        ge=1, le=1800, description="Length of the period the limit applies to.", examples=[15]
+    )
+
+
+class ScalingRules(ApiModel):
+    """How fast one direction of scaling may go."""
+
+    stabilization_window_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description="Recommendations of this window are considered: scale-up takes their "
+        "lowest, scale-down their highest. Default: 10 for scaleUp, 300 for scaleDown.",
+        examples=[60],
+    )
+    select_policy: Literal["Max", "Min", "Disabled"] = Field(
+        default="Max",
+        description="Which policy limits: the one allowing the most change (Max), the least "
+        "(Min), or none: no scaling in this direction (Disabled).",
+    )
+    policies: list[ScalingPolicy] | None = Field(
+        default=None,
+        max_length=10,
+        description="Limits on the change per period; none: no limit.",
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
+    )
+
+
+class ScalingBehavior(ApiModel):
+    """Scale-up and scale-down speed, in the HPA's `behavior` shape, plus the panic threshold."""
+
+    scale_up: ScalingRules | None = Field(default=None, description="Rules for adding pods.")
+    scale_down: ScalingRules | None = Field(default=None, description="Rules for removing pods.")
+    panic_threshold_percent: int = Field(
+        default=200,
+        ge=110,
+        le=10_000,
+        description="When the metric reaches this percent of target, scale up at once, "
+        "skipping the scale-up stabilization window (a burst).",
+    )
+
+
 class Autoscaling(ApiModel):
     """Scale replicas on a model-server metric read from Prometheus."""
 
@@ -76,30 +137,41 @@ class Autoscaling(ApiModel):
                 "self.minReplicas <= self.maxReplicas",
                 "autoscaling.minReplicas must not exceed autoscaling.maxReplicas",
                 ".minReplicas",
-            )
+            ),
+            cel(
+                "self.metric == 'promql' ? has(self.promql) : !has(self.promql)",
+                "autoscaling.promql is required when autoscaling.metric is promql, and only then",
+                ".promql",
+            ),
         )
     )
 
     min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest replicas.")
     max_replicas: int = Field(ge=1, le=1000, description="Most replicas.", examples=[8])
-    metric: Literal["inflightRequests", "queueDepth", "requestsPerSecond", "cpuUtilization"] = (
-        Field(
-            default="inflightRequests",
-            description="Per-pod signal the autoscaler holds at `target`.",
-        )
+    metric: AutoscalingMetric = Field(
+        default="inflightRequests",
+        description="Signal the autoscaler holds at `target`: per pod for inflightRequests, "
+        "queueDepth, requestsPerSecond, cpuUtilization (percent of the CPU request) and promql "
+        "(the query's load); for the whole deployment for p99LatencyMs (milliseconds).",
     )
     target: int = Field(
         default=8,
         ge=1,
         le=1_000_000,
-        description="Target value of the metric per pod (percent for cpuUtilization).",
+        description="Target value of the metric (per pod, percent for cpuUtilization, "
+        "milliseconds for p99LatencyMs).",
         examples=[16],
     )
-    scale_down_stabilization_seconds: int = Field(
-        default=300,
-        ge=0,
-        le=3600,
-        description="How long the metric must stay low before replicas are removed.",
+    promql: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        description="For metric promql: a PromQL expression returning an instant vector whose "
+        "summed value is the load; held at `target` per pod.",
+        examples=['sum(rate(http_requests_total{service="mnist"}[1m]))'],
+    )
+    behavior: ScalingBehavior | None = Field(
+        default=None, description="Scale-up and scale-down speed (HPA `behavior` style)."
     )
 
 
@@ -159,6 +231,14 @@ class ModelDeploymentSpec(Scheduling):
                 "storageSecretName applies only to s3://, gs:// and http(s):// storageUri",
                 ".storageSecretName",
             ),
+            cel(
+                "!has(self.autoscaling) || self.autoscaling.metric != 'cpuUtilization'"
+                " || (has(self.server.resources) && has(self.server.resources.requests)"
+                " && 'cpu' in self.server.resources.requests)",
+                "autoscaling.metric cpuUtilization needs server.resources.requests.cpu"
+                " (utilization is a percent of it)",
+                ".autoscaling.metric",
+            ),
         )
     )
 
@@ -190,7 +270,8 @@ class ModelDeploymentSpec(Scheduling):
         default=1,
         ge=0,
         le=1000,
-        description="Desired pods when autoscaling is off; `kubectl scale` sets it.",
+        description="Desired pods when autoscaling is off; `kubectl scale` sets it. Ignored "
+        "(with a ScaleIgnored event) while `autoscaling` is set.",
         examples=[2],
     )
     server: Server = Field(
@@ -203,6 +284,32 @@ class ModelDeploymentSpec(Scheduling):
         default=None, description="Autoscaling; when set, it owns replicas."
     )
     batching: Batching | None = Field(default=None, description="Dynamic batching.")
+
+
+class AutoscalingStatus(ApiModel):
+    """What the autoscaler last saw and decided."""
+
+    metric: str | None = Field(default=None, description="The metric held at target.")
+    current_value: float | None = Field(
+        default=None,
+        description="Its value at the last decision (per pod, or for the deployment for "
+        "p99LatencyMs).",
+    )
+    target: int | None = Field(default=None, description="The target it is held at.")
+    desired_replicas: int | None = Field(
+        default=None, description="Replicas the autoscaler set on the Deployment."
+    )
+    last_scale_time: str | None = Field(
+        default=None,
+        description="When the autoscaler last changed the replicas.",
+        json_schema_extra={"format": "date-time"},
+    )
+    reason: str | None = Field(default=None, description="CamelCase reason of the last decision.")
+    message: str | None = Field(
+        default=None,
+        description="The last scale decision with its numbers, e.g. "
+        "`2 → 5: inflightRequests 71 per pod, target 16`.",
+    )
 
 
 class ModelDeploymentStatus(ApiModel):
@@ -218,8 +325,13 @@ class ModelDeploymentStatus(ApiModel):
     model_version: str | None = Field(default=None, description="Model version served.")
     url: str | None = Field(default=None, description="REST URL inside the cluster.")
     grpc_url: str | None = Field(default=None, description="gRPC address inside the cluster.")
+    autoscaling: AutoscalingStatus | None = Field(
+        default=None, description="The autoscaler's last reading and decision."
+    )
     conditions: list[Condition] | None = Field(
-        default=None, description="Ready, Reconciling, Stalled.", json_schema_extra=CONDITION_LIST
+        default=None,
+        description="Ready, Reconciling, Stalled; ScalingActive while autoscaling is set.",
+        json_schema_extra=CONDITION_LIST,
     )
 
 

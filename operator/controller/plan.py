@@ -14,6 +14,7 @@ from ..resources.children import (
 )
 from ..resources.names import ModelDeploymentRef
 from .compare import contains
+from .scaling import ScaleState
 
 INVALID_SPEC = "InvalidSpec"
 
@@ -32,6 +33,10 @@ class Snapshot:
     body: dict[str, Any]
     children: dict[str, dict[str, Any]]  # kind → live object
     pods: list[dict[str, Any]]
+    # The autoscaler's latest decision for this object, when it has one.
+    scale: ScaleState | None = None
+    # spec.replicas changed (kubectl scale) while autoscaling owns the replica count.
+    scale_ignored: bool = False
 
     @property
     def ref(self) -> ModelDeploymentRef:
@@ -66,18 +71,22 @@ def refused_before(snapshot: Snapshot) -> str | None:
     return None
 
 
-def plan_children(snapshot: Snapshot, spec: ModelDeploymentSpec) -> ChildPlan:
+def plan_children(
+    snapshot: Snapshot, spec: ModelDeploymentSpec, replicas: int | None = None
+) -> ChildPlan:
+    """`replicas` is the autoscaler's count when autoscaling is on (default: spec.replicas)."""
     refused = refused_before(snapshot)
     if refused is not None:
         return ChildPlan(refused=refused)
     plan = ChildPlan()
     ref = snapshot.ref
-    desired = desired_children(ref, spec)
+    desired = desired_children(ref, spec, replicas)
+    scale_message = snapshot.scale.message if snapshot.scale is not None else None
     for kind, want in desired.items():
         live = snapshot.children.get(kind)
         if live is not None and contains(live, want):
             continue
-        plan.apply.append((want, _apply_event(kind, want, live, ref)))
+        plan.apply.append((want, _apply_event(kind, want, live, ref, scale_message)))
     for kind in CHILD_KINDS:
         live = snapshot.children.get(kind)
         if kind not in desired and live is not None:
@@ -87,11 +96,20 @@ def plan_children(snapshot: Snapshot, spec: ModelDeploymentSpec) -> ChildPlan:
 
 
 def _apply_event(
-    kind: str, want: dict[str, Any], live: dict[str, Any] | None, ref: ModelDeploymentRef
+    kind: str,
+    want: dict[str, Any],
+    live: dict[str, Any] | None,
+    ref: ModelDeploymentRef,
+    scale_message: str | None = None,
 ) -> Event:
     name = want["metadata"]["name"]
     if live is None:
         return Event("Normal", "Created", f"created {kind} {name}")
+    if kind == "Deployment" and scale_message:
+        before, after = live.get("spec", {}).get("replicas"), want["spec"]["replicas"]
+        if before != after:
+            # The autoscaler's own explanation, with its numbers.
+            return Event("Normal", "Scaled", f"{scale_message} (Deployment {name})")
     live_generation = live.get("metadata", {}).get("annotations", {}).get(GENERATION_ANNOTATION)
     if live_generation == str(ref.generation):
         # Written for this very spec and changed since: someone edited our object.

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from ..api.modeldeployment import ModelDeploymentSpec
 from ..resources.names import ModelDeploymentRef, model_name
 from .plan import INVALID_SPEC, Event, Snapshot, plan_children
+from .scaling import effective_replicas
 from .status import Verdict, build_status, invalid_spec_status, judge
 from .version import VersionProber
 
@@ -67,7 +68,9 @@ def reconcile(
             api.apply_status(ref, status)
             writes += 1
         return writes
-    plan = plan_children(snapshot, spec)
+    deployment = snapshot.children.get("Deployment")
+    replicas = effective_replicas(spec, snapshot.status, deployment, snapshot.scale)
+    plan = plan_children(snapshot, spec, replicas)
     apply_error = plan.refused
     applied_deployment = False
     events: list[Event] = []
@@ -89,8 +92,7 @@ def reconcile(
             writes += 1
             events.append(event)
 
-    deployment = snapshot.children.get("Deployment")
-    verdict = judge(spec, deployment, snapshot.pods, apply_error)
+    verdict = judge(spec, deployment, snapshot.pods, apply_error, replicas)
     if applied_deployment:
         # The Deployment we just wrote has not been observed yet; Ready would be a lie.
         verdict = Verdict(
@@ -100,7 +102,27 @@ def reconcile(
     if verdict.ready and prober is not None:
         key = (ref.namespace, ref.name)
         version = prober.served_version(key, model_name(ref, spec), snapshot.pods)
-    status = build_status(ref, spec, verdict, deployment, snapshot.status, now(), version)
+    status = build_status(
+        ref,
+        spec,
+        verdict,
+        deployment,
+        snapshot.status,
+        now(),
+        version,
+        replicas=replicas,
+        scale=snapshot.scale,
+    )
+    if snapshot.scale_ignored and spec.replicas != replicas:
+        events.append(
+            Event(
+                "Warning",
+                "ScaleIgnored",
+                f"spec.replicas={spec.replicas} is ignored while spec.autoscaling is set; "
+                f"the autoscaler keeps {replicas} (set autoscaling.minReplicas/maxReplicas "
+                "instead)",
+            )
+        )
     if status != snapshot.status:
         events += _transition_events(snapshot, verdict)
         api.apply_status(ref, status)

@@ -14,6 +14,7 @@ from ..resources.names import (
     selector_string,
 )
 from ..resources.storage import FETCH_CONTAINER
+from .scaling import SCALING_ACTIVE, ScaleState, autoscaling_status, scaling_condition
 
 # Waiting reasons that need the user to act: a retry with the same spec cannot fix them.
 STALLING_WAIT_REASONS = {
@@ -93,13 +94,15 @@ def judge(
     deployment: dict[str, Any] | None,
     pods: list[dict[str, Any]],
     apply_error: str | None,
+    replicas: int | None = None,
 ) -> Verdict:
-    """One verdict from the children's own status, failures first."""
+    """One verdict from the children's own status, failures first. `replicas` is the count
+    asked of the Deployment (the autoscaler's, when it owns it); default spec.replicas."""
     if apply_error:
         return Verdict(False, "InvalidSpec", apply_error, stalled=True)
     if deployment is None:
         return Verdict(False, "Creating", "creating the model-server Deployment", stalled=False)
-    desired = spec.replicas
+    desired = spec.replicas if replicas is None else replicas
     dep_status = deployment.get("status", {})
     if dep_status.get("observedGeneration", 0) < deployment["metadata"].get("generation", 0):
         return Verdict(
@@ -152,14 +155,15 @@ def _first_problem(pods: list[dict[str, Any]]) -> Problem | None:
 
 def _condition(
     kind: str,
-    true: bool,
+    true: bool | str,
     reason: str,
     message: str,
     generation: int,
     previous: dict[str, dict[str, Any]],
     now: str,
 ) -> dict[str, Any]:
-    status = "True" if true else "False"
+    """`true` is a bool, or a condition status string ("Unknown")."""
+    status = true if isinstance(true, str) else ("True" if true else "False")
     before = previous.get(kind)
     # lastTransitionTime moves only when the status flips.
     since = (
@@ -185,6 +189,9 @@ def build_status(
     previous: dict[str, Any],
     now: str,
     model_version: str | None = None,
+    *,
+    replicas: int | None = None,
+    scale: ScaleState | None = None,
 ) -> dict[str, Any]:
     dep_status = (deployment or {}).get("status", {})
     old = {c["type"]: c for c in previous.get("conditions", []) if "type" in c}
@@ -222,6 +229,16 @@ def build_status(
     }
     if model_version:
         status["modelVersion"] = model_version
+    desired = spec.replicas if replicas is None else replicas
+    autoscaling = autoscaling_status(spec, desired, scale, previous)
+    if autoscaling is not None:
+        status["autoscaling"] = autoscaling
+    active = scaling_condition(spec, scale, previous)
+    if active is not None:
+        cond_status, reason, message = active
+        status["conditions"].append(
+            _condition(SCALING_ACTIVE, cond_status, reason, message, g, old, now)
+        )
     return status
 
 

@@ -16,13 +16,17 @@ CHILD_KINDS = ("Deployment", "Service", "PodDisruptionBudget", "ConfigMap")
 
 
 def desired_children(
-    ref: ModelDeploymentRef, spec: ModelDeploymentSpec
+    ref: ModelDeploymentRef, spec: ModelDeploymentSpec, replicas: int | None = None
 ) -> dict[str, dict[str, Any]]:
     """Kind → object. The Deployment carries the owner's generation, so a spec change is never
     mistaken for a Deployment that already matches: fields dropped from the spec must be dropped
     from it too, and only a fresh apply does that. The other children do not depend on fields a
-    spec can drop, so a scale does not rewrite them."""
-    children = {"Deployment": build_deployment(ref, spec), "Service": build_service(ref)}
+    spec can drop, so a scale does not rewrite them. `replicas` overrides spec.replicas (the
+    autoscaler's count)."""
+    children = {
+        "Deployment": build_deployment(ref, spec, replicas),
+        "Service": build_service(ref),
+    }
     if wants_disruption_budget(spec):
         children["PodDisruptionBudget"] = build_disruption_budget(ref)
     if spec.batching is not None and spec.batching.enabled:

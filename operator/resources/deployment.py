@@ -22,6 +22,9 @@ from .storage import model_storage
 
 SERVER_CONTAINER = "model-server"
 SCRATCH_VOLUME = "scratch"
+# A pod leaving (scale-down, rollout) keeps serving this long before SIGTERM, while Services and
+# proxies drop it from their endpoints; then the server drains what is in flight.
+PRE_STOP_SECONDS = 5
 
 # Pod Security "restricted": what every container of ours runs with.
 CONTAINER_SECURITY = {
@@ -75,6 +78,7 @@ def _server_container(ref: ModelDeploymentRef, spec: ModelDeploymentSpec) -> dic
         "livenessProbe": _probe("/v2/health/live", periodSeconds=10, failureThreshold=3),
         # Large SavedModels take a while to load and warm up; liveness waits for this.
         "startupProbe": _probe("/v2/health/live", periodSeconds=5, failureThreshold=120),
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "securityContext": CONTAINER_SECURITY,
         "volumeMounts": [{"name": SCRATCH_VOLUME, "mountPath": "/tmp"}],
     }
@@ -86,7 +90,10 @@ def _server_container(ref: ModelDeploymentRef, spec: ModelDeploymentSpec) -> dic
     return container
 
 
-def build_deployment(ref: ModelDeploymentRef, spec: ModelDeploymentSpec) -> dict[str, Any]:
+def build_deployment(
+    ref: ModelDeploymentRef, spec: ModelDeploymentSpec, replicas: int | None = None
+) -> dict[str, Any]:
+    """`replicas` is the autoscaler's count when autoscaling is on; spec.replicas otherwise."""
     container = _server_container(ref, spec)
     storage = model_storage(
         spec.storage_uri,
@@ -149,7 +156,7 @@ def build_deployment(ref: ModelDeploymentRef, spec: ModelDeploymentSpec) -> dict
         "kind": "Deployment",
         "metadata": child_metadata(ref),
         "spec": {
-            "replicas": spec.replicas,
+            "replicas": spec.replicas if replicas is None else replicas,
             "selector": {"matchLabels": selector_labels(ref)},
             "strategy": {
                 "type": "RollingUpdate",
