@@ -113,16 +113,7 @@ def reconcile(
         replicas=replicas,
         scale=snapshot.scale,
     )
-    if snapshot.scale_ignored and spec.replicas != replicas:
-        events.append(
-            Event(
-                "Warning",
-                "ScaleIgnored",
-                f"spec.replicas={spec.replicas} is ignored while spec.autoscaling is set; "
-                f"the autoscaler keeps {replicas} (set autoscaling.minReplicas/maxReplicas "
-                "instead)",
-            )
-        )
+    events += _scale_ignored_events(snapshot, spec, replicas)
     if status != snapshot.status:
         events += _transition_events(snapshot, verdict)
         api.apply_status(ref, status)
@@ -140,6 +131,19 @@ def reconcile(
                 err.reason,
             )
     return writes
+
+
+def _scale_ignored_events(
+    snapshot: Snapshot, spec: ModelDeploymentSpec, replicas: int
+) -> list[Event]:
+    """A `kubectl scale` while the autoscaler owns the count: say it changed nothing."""
+    if not snapshot.scale_ignored or spec.replicas == replicas:
+        return []
+    message = (
+        f"spec.replicas={spec.replicas} is ignored while spec.autoscaling is set; the "
+        f"autoscaler keeps {replicas} (set autoscaling.minReplicas/maxReplicas instead)"
+    )
+    return [Event("Warning", "ScaleIgnored", message)]
 
 
 def _transition_events(snapshot: Snapshot, verdict: Verdict) -> list[Event]:

@@ -171,4 +171,5 @@ def test_kubectl_scale_while_autoscaling_is_reported_as_ignored() -> None:
     reconcile(Snapshot(body, _live(2), [], scale=state, scale_ignored=True), api)
     assert not [obj for obj in api.applied if obj["kind"] == "Deployment"]
     ignored = [e for e in api.events if e[1] == "ScaleIgnored"]
-    assert ignored and "spec.replicas=5 is ignored" in ignored[0][2]
+    assert ignored
+    assert "spec.replicas=5 is ignored" in ignored[0][2]
