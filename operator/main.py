@@ -12,7 +12,7 @@ from . import handlers  # noqa: F401 - registers the kopf handlers
 from .settings import SETTINGS
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelship-operator", description=__doc__)
     parser.add_argument(
         "--namespace",
@@ -96,6 +96,11 @@ def main(argv: list[str] | None = None) -> None:
         help="how often every autoscaled ModelDeployment is read and decided",
     )
     parser.add_argument("--verbose", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.autoscale_tick_seconds <= 0:
         parser.error("--autoscale-tick-seconds must be positive")

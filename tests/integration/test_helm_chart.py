@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,49 @@ def test_chart_renders_rbac_deployment_and_crds() -> None:
     assert binding["subjects"][0]["namespace"] == "ops"
 
 
+def test_prometheus_address_and_secrets_reach_the_operator() -> None:
+    result = _helm(
+        "template",
+        "ms",
+        str(CHART),
+        KUBE_VERSION,
+        "--set",
+        "prometheus.url=https://prom.monitoring:9090,prometheus.bearerTokenSecret.name=prom-token,"
+        "prometheus.tlsSecret.name=prom-tls,prometheus.tlsSecret.clientCertificate=true,"
+        "autoscaler.tickSeconds=2",
+    )
+    assert result.returncode == 0, result.stderr
+    deployment = next(
+        d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] == "Deployment"
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert "--prometheus-url=https://prom.monitoring:9090" in args
+    assert "--autoscale-tick-seconds=2" in args
+    token = next(a for a in args if a.startswith("--prometheus-token-file="))
+    ca = next(a for a in args if a.startswith("--prometheus-ca-file="))
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"]}
+    assert token.split("=", 1)[1].startswith(mounts["prometheus-token"] + "/")
+    assert ca.split("=", 1)[1].startswith(mounts["prometheus-tls"] + "/")
+    assert volumes == {"prometheus-token": "prom-token", "prometheus-tls": "prom-tls"}
+    # The real operator accepts every flag the chart renders.
+    parsed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from modelship_operator.main import build_parser; "
+            "build_parser().parse_args(sys.argv[1:])",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert parsed.returncode == 0, parsed.stderr
+
+
 @pytest.mark.parametrize(
     ("setting", "field"),
     [
@@ -68,6 +112,9 @@ def test_chart_renders_rbac_deployment_and_crds() -> None:
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("metrics.port=70000", "port"),
         ("unknownKey=1", "unknownKey"),
+        ("prometheus.url=ftp://prom", "url"),
+        ("prometheus.tlsSecret.name=Bad_Name", "name"),
+        ("autoscaler.tickSeconds=0", "tickSeconds"),
     ],
 )
 def test_schema_rejects_bad_values_naming_the_field(setting: str, field: str) -> None:
