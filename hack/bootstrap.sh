@@ -9,8 +9,9 @@ UV_VERSION=0.13.8
 cache=${MODELSHIP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelship}
 
 # Debian packages the tests and benchmarks use: curl (model server REST tests), wrk (benchmark),
-# gcc (the model server's C extension for JSON tensors).
-APT_PACKAGES=(curl wrk gcc)
+# gcc (the model server's C extension for JSON tensors), prometheus (the local cluster runs it as
+# a process; in a container its package cannot start the system service, which is not needed).
+APT_PACKAGES=(curl wrk gcc prometheus)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -27,3 +28,6 @@ fi
 "$uv" sync --locked --all-groups --quiet
 
 hack/toolchain/build.sh >/dev/null
+
+# The model the local cluster's store serves, built with TensorFlow once into the cache.
+.venv/bin/python -m modelship_localcluster.seed_model >/dev/null

@@ -1,4 +1,4 @@
-"""`modelship-cluster up|down|status|logs`: the local control plane from a shell."""
+"""`modelship-cluster up|down|status|env|logs`: the local cluster from a shell."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import time
 from pathlib import Path
 
 from .cluster import ClusterError, LocalCluster, default_bin_dir
+from .components import modelstore
 from .nodes import DEFAULT_POOLS, load_pools
+
+PROXY_ENV = "MODELSHIP_PROXY"
+PROMETHEUS_ENV = "MODELSHIP_PROMETHEUS"
 
 
 def install_crds(cluster: LocalCluster, crds: Path) -> None:
@@ -21,6 +25,33 @@ def install_crds(cluster: LocalCluster, crds: Path) -> None:
         str(crds),
     )
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(crds))
+
+
+def shell_exports(cluster: LocalCluster) -> list[str]:
+    """`export` lines pointing a shell at the cluster: kubectl, and the URLs of what it serves."""
+    exports = [f"export KUBECONFIG={cluster.kubeconfig}", f"export PATH={cluster.bin_dir}:$PATH"]
+    if "serviceproxy" in cluster.ports:
+        exports.append(f"export {PROXY_ENV}={cluster.proxy_url}")
+    if "prometheus" in cluster.ports:
+        exports.append(f"export {PROMETHEUS_ENV}={cluster.prometheus_url}")
+    return exports
+
+
+def service_urls(cluster: LocalCluster) -> list[str]:
+    lines = [f"apiserver:    {cluster.server}"]
+    if "prometheus" in cluster.ports:
+        lines.append(f"Prometheus:   {cluster.prometheus_url}")
+    if "serviceproxy" in cluster.ports:
+        lines.append(
+            f"proxy:        {cluster.proxy_url}"
+            f"  (curl -x ${PROXY_ENV} http://<service>.<namespace>.svc:8501/...)"
+        )
+    if "modelstore" in cluster.ports:
+        lines.append(
+            f"model store:  {cluster.model_store_url}  (s3://{modelstore.BUCKET}/"
+            f"{modelstore.SEED_PREFIX.split('/')[0]}; keys in Secret {modelstore.SECRET_NAME})"
+        )
+    return lines
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -40,7 +71,7 @@ def _up(args: argparse.Namespace) -> int:
         except ClusterError as err:
             print(err, file=sys.stderr)
             return 1
-        print(f"control plane up in {time.monotonic() - began:.1f}s at {cluster.server}")
+        print(f"cluster up in {time.monotonic() - began:.1f}s at {cluster.server}")
     if args.crds and args.crds.exists():
         install_crds(cluster, args.crds)
         print(f"CRDs from {args.crds} installed")
@@ -48,10 +79,10 @@ def _up(args: argparse.Namespace) -> int:
         cluster.install_chart(args.chart)
         cluster.start_operator()
         print(f"modelship operator running (chart {args.chart}, RBAC of its ServiceAccount)")
+    print("\n" + "\n".join(service_urls(cluster)))
+    print('\nUse it with kubectl (or: eval "$(modelship-cluster env)"):')
+    print("\n".join(f"  {line}" for line in shell_exports(cluster)))
     print(
-        "\nUse it with kubectl:\n"
-        f"  export KUBECONFIG={cluster.kubeconfig}\n"
-        f"  export PATH={cluster.bin_dir}:$PATH\n"
         "  kubectl get nodes -L nvidia.com/gpu.product\n"
         "  kubectl apply -f examples/\n"
         "  kubectl wait --for=condition=Ready modeldeployment --all --timeout=60s\n"
@@ -78,6 +109,16 @@ def _status(args: argparse.Namespace) -> int:
         print("not running")
         return 1
     print(f"running at {cluster.server}; KUBECONFIG={cluster.kubeconfig}")
+    print("\n".join(service_urls(cluster)))
+    return 0
+
+
+def _env(args: argparse.Namespace) -> int:
+    cluster = LocalCluster.attach(args.root.resolve())
+    if cluster is None or not cluster.running():
+        print("echo 'modelship-cluster: not running' >&2; false")
+        return 1
+    print("\n".join(shell_exports(cluster)))
     return 0
 
 
@@ -96,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         help="folder holding the cluster's state, certificates and logs",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="start the control plane and install the CRDs")
+    up = sub.add_parser(
+        "up", help="start the cluster (control plane, nodes, Prometheus, model store), modelship"
+    )
     up.add_argument("--bin-dir", type=Path, default=default_bin_dir())
     up.add_argument("--nodes", type=Path, help="YAML list of node pools (default: 2 CPU, 3 GPU)")
     up.add_argument("--crds", type=Path, default=Path("crds"), help="CRD folder to apply")
@@ -112,7 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop the control plane and delete its folder").set_defaults(
         func=_down
     )
-    sub.add_parser("status", help="exit 0 when the control plane runs").set_defaults(func=_status)
+    sub.add_parser("status", help="exit 0 when the cluster runs; its URLs").set_defaults(
+        func=_status
+    )
+    sub.add_parser(
+        "env", help='shell exports for the running cluster: eval "$(modelship-cluster env)"'
+    ).set_defaults(func=_env)
     logs = sub.add_parser("logs", help="print the tail of every component's log")
     logs.add_argument("--lines", type=int, default=40)
     logs.set_defaults(func=_logs)

@@ -1,4 +1,5 @@
-"""Fake node shapes for kwok: CPU nodes and GPU nodes with GPU Feature Discovery labels."""
+"""Node shapes: fake CPU and GPU nodes for kwok (GPU Feature Discovery labels), and process
+nodes whose pods run as real processes (their kubelet is modelship_localcluster.processpods)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ GPU_COUNT_LABEL = "nvidia.com/gpu.count"
 # kwok manages only nodes carrying this annotation.
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_ANNOTATION_VALUE = "fake"
+# Process nodes: labelled so pods (and Prometheus) can find them, tainted so only pods that ask
+# for a real process land there.
+RUNS_PROCESSES_LABEL = "node.modelship.dev/runs-processes"
+RUNS_PROCESSES_TAINT = {"key": RUNS_PROCESSES_LABEL, "value": "true", "effect": "NoSchedule"}
 
 
 @dataclass(frozen=True)
@@ -30,10 +35,12 @@ class NodePool:
     gpu_product: str | None = None
     gpu_memory_mib: int | None = None
     gpu_taint: bool = False
+    runs_processes: bool = False
 
 
 DEFAULT_POOLS = (
     NodePool("cpu", 2),
+    NodePool("process", 1, runs_processes=True),
     NodePool(
         "gpu-a100",
         2,
@@ -63,9 +70,10 @@ def build_node(pool: NodePool, index: int) -> dict[str, Any]:
         "kubernetes.io/hostname": name,
         "kubernetes.io/os": "linux",
         "kubernetes.io/arch": "amd64",
-        "type": "kwok",
+        "type": "process" if pool.runs_processes else "kwok",
         "modelship.dev/node-pool": pool.name,
     }
+    annotations = {} if pool.runs_processes else {KWOK_ANNOTATION: KWOK_ANNOTATION_VALUE}
     capacity: dict[str, str] = {"cpu": pool.cpu, "memory": pool.memory, "pods": str(pool.pods)}
     taints: list[dict[str, str]] = []
     if pool.gpus:
@@ -78,13 +86,16 @@ def build_node(pool: NodePool, index: int) -> dict[str, Any]:
             labels[GPU_MEMORY_LABEL] = str(pool.gpu_memory_mib)
         if pool.gpu_taint:
             taints.append({"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"})
+    if pool.runs_processes:
+        labels[RUNS_PROCESSES_LABEL] = "true"
+        taints.append(dict(RUNS_PROCESSES_TAINT))
     return {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
             "name": name,
             "labels": labels,
-            "annotations": {KWOK_ANNOTATION: KWOK_ANNOTATION_VALUE},
+            "annotations": annotations,
         },
         "spec": {"taints": taints} if taints else {},
         "status": {"capacity": capacity, "allocatable": dict(capacity)},
@@ -95,9 +106,19 @@ def build_nodes(pools: tuple[NodePool, ...] | list[NodePool]) -> list[dict[str, 
     return [build_node(pool, i) for pool in pools for i in range(pool.count)]
 
 
+def process_nodes(pools: tuple[NodePool, ...] | list[NodePool]) -> list[str]:
+    """Names of the nodes whose pods run as real processes."""
+    return [f"{pool.name}-{i}" for pool in pools if pool.runs_processes for i in range(pool.count)]
+
+
+def _snake_case(key: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
+
+
 def load_pools(text: str) -> list[NodePool]:
-    """Node pools from YAML: a list of mappings with NodePool's fields (snake_case)."""
+    """Node pools from YAML: a list of mappings with NodePool's fields, in snake_case or in
+    camelCase as Kubernetes manifests spell them (`runsProcesses: true`)."""
     entries = yaml.safe_load(text) or []
     if not isinstance(entries, list):
         raise ValueError("node pool file must hold a YAML list of pools")
-    return [NodePool(**entry) for entry in entries]
+    return [NodePool(**{_snake_case(k): v for k, v in entry.items()}) for entry in entries]

@@ -8,10 +8,12 @@ import pytest
 from modelship_localcluster.cluster import LocalCluster
 from modelship_localcluster.nodes import (
     DEFAULT_POOLS,
+    KWOK_ANNOTATION,
     NodePool,
     build_node,
     build_nodes,
     load_pools,
+    process_nodes,
 )
 
 
@@ -50,6 +52,28 @@ def test_load_pools_reads_yaml_and_rejects_other_shapes() -> None:
     assert pools == [NodePool("big", 3, gpus=2, gpu_product="L4")]
     with pytest.raises(ValueError, match="YAML list"):
         load_pools("name: big\n")
+
+
+def test_process_node_is_left_to_its_own_kubelet_and_taken_only_on_request() -> None:
+    node = build_node(NodePool("process", 1, runs_processes=True), 0)
+    assert KWOK_ANNOTATION not in node["metadata"]["annotations"]
+    assert node["metadata"]["labels"]["node.modelship.dev/runs-processes"] == "true"
+    assert node["spec"]["taints"] == [
+        {"key": "node.modelship.dev/runs-processes", "value": "true", "effect": "NoSchedule"}
+    ]
+    kwok_node = build_node(NodePool("cpu", 1), 0)
+    assert kwok_node["metadata"]["annotations"] == {KWOK_ANNOTATION: "fake"}
+    assert "node.modelship.dev/runs-processes" not in kwok_node["metadata"]["labels"]
+
+
+def test_default_pools_have_one_process_node() -> None:
+    assert process_nodes(DEFAULT_POOLS) == ["process-0"]
+
+
+def test_load_pools_takes_camel_case_as_manifests_spell_it() -> None:
+    pools = load_pools("- {name: real, count: 2, runsProcesses: true, gpuProduct: L4}\n")
+    assert pools == [NodePool("real", 2, runs_processes=True, gpu_product="L4")]
+    assert process_nodes(pools) == ["real-0", "real-1"]
 
 
 def test_cluster_folder_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
