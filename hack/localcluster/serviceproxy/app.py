@@ -90,7 +90,7 @@ async def serve(kubeconfig: str | None, host: str, port: int, settings: ProxySet
         threading.Thread(target=watcher.run, name=f"watch-{watcher.kind}", daemon=True).start()
     for listed in feed.listed.values():
         await listed.wait()
-    server = await proxy.start(host, port)
+    await proxy.start(host, port)
     log.info("serving on %s:%d", host, port)
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -98,4 +98,4 @@ async def serve(kubeconfig: str | None, host: str, port: int, settings: ProxySet
     await stopping.wait()
     log.info("stopping")
     stop.set()
-    server.close()
+    await proxy.stop()

@@ -51,12 +51,36 @@ class ServiceProxy:
         self.table = table
         self.balancer = RoundRobin()
         self.settings = settings
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
 
-    async def start(self, host: str, port: int) -> asyncio.Server:
+    async def start(self, host: str, port: int) -> int:
+        """Listen; the port (useful when `port` is 0)."""
         # The reader's limit is also the largest head readuntil accepts.
-        return await asyncio.start_server(self.handle, host, port, limit=MAX_HEAD)
+        self._server = await asyncio.start_server(self.handle, host, port, limit=MAX_HEAD)
+        bound: int = self._server.sockets[0].getsockname()[1]
+        return bound
+
+    async def stop(self) -> None:
+        """Stop listening and end every open connection."""
+        if self._server is not None:
+            self._server.close()
+        for task in self._connections:
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            await close(writer)  # the proxy is stopping
+        finally:
+            self._connections.discard(task)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = _peer(writer)
         try:
             head = await self._read_head(reader)
