@@ -1,0 +1,7 @@
+"""A kubelet for the local cluster that runs pods as processes on this machine.
+
+Each pod bound to one of its nodes gets a loopback address of its own, its volumes become
+folders, its init containers and containers become process groups (their programs come from an
+image → program table), and what happens is reported in the pod's status the way a kubelet
+reports it. `python -m modelship_localcluster.processpods --help` lists the options.
+"""
