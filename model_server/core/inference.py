@@ -35,6 +35,9 @@ class InferenceService:
         self._inflight_total = 0
         metrics.inflight.set_callback(lambda: {(k,): float(v) for k, v in self._inflight.items()})
         metrics.model_versions.set_callback(self._available_versions)
+        # A gauge without a sample reads as "no data" in Prometheus: an idle model must read 0.
+        metrics.inflight.set_callback(self._zero_per_loaded_model)
+        metrics.queue_depth.set_callback(self._zero_per_loaded_model)
 
     def start(self) -> None:
         if self.batcher:
@@ -125,6 +128,10 @@ class InferenceService:
         self.metrics.request_latency.observe(
             (model, api, entrypoint), (time.perf_counter() - started) * 1e6
         )
+
+    def _zero_per_loaded_model(self) -> dict[tuple[str, ...], float]:
+        manager = self.manager
+        return {(n,): 0.0 for n in manager.model_names() if manager.available_versions(n)}
 
     def _available_versions(self) -> dict[tuple[str, ...], float]:
         manager = self.manager

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -135,6 +136,21 @@ class Gauge(_Scalar):
             for key, value in callback().items():
                 values[key] = values.get(key, 0.0) + value
         return values
+
+
+class ProcessCpuSeconds(_Scalar):
+    """User plus system CPU time of this process, read at scrape time (a counter)."""
+
+    kind = "counter"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", []
+        )
+
+    def collect(self) -> dict[LabelValues, float]:
+        times = os.times()
+        return {(): times.user + times.system}
 
 
 class Histogram(_Metric):
@@ -264,6 +280,8 @@ class ServerMetrics:
             ["model_name"],
             per_process_state=True,
         )
+        # The autoscaler's cpuUtilization; summed over --workers processes like the counters.
+        self.process_cpu = ProcessCpuSeconds()
         for metric in (
             self.request_count,
             self.request_latency,
@@ -274,5 +292,6 @@ class ServerMetrics:
             self.inflight,
             self.queue_depth,
             self.model_versions,
+            self.process_cpu,
         ):
             self.registry.register(metric)
