@@ -145,8 +145,11 @@ def run_one(n: int, workers: int, timeout: float) -> dict[str, Any]:
     root = ROOT / ".cluster" / "bench"
     shutil.rmtree(root, ignore_errors=True)
     capacity = max(n * 2 // 100 + 2, 4)  # both phases' pods fit, 110 pods a node
+    # The control plane alone: Prometheus scraping and the model store would only add noise.
     cluster = LocalCluster(
-        root=root, pools=[NodePool("cpu", capacity, cpu="64", memory="256Gi", pods=110)]
+        root=root,
+        pools=[NodePool("cpu", capacity, cpu="64", memory="256Gi", pods=110)],
+        serving=False,
     )
     cluster.start()
     try:

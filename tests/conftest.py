@@ -26,7 +26,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[LocalCluster]:
-    """The real control plane (etcd, apiserver, controller-manager, scheduler, kwok nodes)."""
+    """The whole local cluster, as `make up` starts it: the control plane (etcd, apiserver,
+    controller-manager, scheduler), kwok's fake nodes, the process node's kubelet, the service
+    proxy (`cluster.proxy_url`), Prometheus (`cluster.prometheus_url`) and the model store
+    (Secret `local-model-store` in `default`; `cluster.model_store_secret(ns)` for others)."""
     root = ROOT / ".cluster" / "pytest"
     if root.exists():
         stale = LocalCluster.attach(root)

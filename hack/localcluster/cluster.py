@@ -328,10 +328,11 @@ class LocalCluster:
             raise ClusterError(
                 f"missing {', '.join(missing)} in {self.bin_dir}; build them with `make toolchain`"
             )
-        if self.serving and not prometheus_component.binary().exists():
+        prometheus_binary = prometheus_component.binary(self.bin_dir)
+        if self.serving and not prometheus_binary.exists():
             raise ClusterError(
-                f"no Prometheus at {prometheus_component.binary()}: install Debian's `prometheus`"
-                f" (make setup) or set {prometheus_component.BINARY_ENV}"
+                f"no Prometheus at {prometheus_binary}: build it with `make toolchain`"
+                f" or set {prometheus_component.BINARY_ENV}"
             )
 
     def _write_pki(self) -> None:

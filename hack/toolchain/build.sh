@@ -2,7 +2,8 @@
 # Builds the local control plane's binaries from the official Go modules (no downloads from release
 # sites) into a cache outside the repository, keyed by version:
 #   $MODELSHIP_CACHE/bin/<version-key>/{etcd,kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,kwok,helm}
-#   …plus versitygw and fake-gcs-server, the S3 / GCS API servers the storage tests run against.
+#   …plus versitygw and fake-gcs-server, the S3 / GCS API servers the storage tests run against,
+#   and Prometheus (with Kubernetes discovery, which Debian's package lacks).
 # A tool whose binary is already cached is skipped, so a warm run does nothing.
 # Prints the directory holding the binaries on its last line.
 set -euo pipefail
@@ -92,5 +93,8 @@ go_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok "-X sigs.k8s.io/kwok/p
 go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 go_install versitygw "$VERSITYGW_VERSION" github.com/versity/versitygw/cmd/versitygw "-X main.Version=$VERSITYGW_VERSION"
 go_install fake-gcs-server "$FAKE_GCS_SERVER_VERSION" github.com/fsouza/fake-gcs-server
+# Only the discovery the local cluster uses (kubernetes; file and http are always in): a shorter build.
+GOFLAGS="$GOFLAGS -tags=remove_all_sd,enable_kubernetes_sd" \
+  go_install prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/prometheus
 build_kubernetes
 echo "$bindir"

@@ -87,7 +87,7 @@ def test_prometheus_meta_labels_follow_its_sanitizing() -> None:
     )
 
 
-def test_prometheus_flags_and_binary_override(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prometheus_flags() -> None:
     argv = prometheus.prometheus_command(
         Path("/bin/prom"), Path("/c/prometheus.yml"), Path("/c/prometheus"), 9091
     ).argv
@@ -99,10 +99,17 @@ def test_prometheus_flags_and_binary_override(monkeypatch: pytest.MonkeyPatch) -
         "--storage.tsdb.retention.time=6h",
         "--web.enable-lifecycle",
     ]
+
+
+def test_prometheus_binary_is_the_override_then_the_toolchain_build_then_debian(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MODELSHIP_PROMETHEUS_BIN", "/opt/prometheus")
-    assert prometheus.binary() == Path("/opt/prometheus")
+    assert prometheus.binary(tmp_path) == Path("/opt/prometheus")
     monkeypatch.delenv("MODELSHIP_PROMETHEUS_BIN")
-    assert prometheus.binary() == Path("/usr/bin/prometheus")
+    assert prometheus.binary(tmp_path) == Path("/usr/bin/prometheus")
+    (tmp_path / "prometheus").write_text("")
+    assert prometheus.binary(tmp_path) == tmp_path / "prometheus"
 
 
 def test_prometheus_may_only_read_pods_nodes_and_namespaces() -> None:

@@ -17,7 +17,9 @@ from ..nodes import RUNS_PROCESSES_LABEL
 from .base import Layout, http_ok
 from .process import Command
 
-DEFAULT_BINARY = "/usr/bin/prometheus"
+# Debian's package is built without Kubernetes discovery, so the toolchain builds Prometheus from
+# its Go module (with the kubernetes SD); the Debian binary is the last resort.
+DEBIAN_BINARY = Path("/usr/bin/prometheus")
 BINARY_ENV = "MODELSHIP_PROMETHEUS_BIN"
 IDENTITY = "prometheus"
 USER = "modelship-prometheus"
@@ -29,8 +31,12 @@ OWNER_LABEL = "modelship.dev/modeldeployment"
 RETENTION = "6h"
 
 
-def binary() -> Path:
-    return Path(os.environ.get(BINARY_ENV) or DEFAULT_BINARY)
+def binary(bin_dir: Path) -> Path:
+    """$MODELSHIP_PROMETHEUS_BIN, else the toolchain's build, else Debian's."""
+    if os.environ.get(BINARY_ENV):
+        return Path(os.environ[BINARY_ENV])
+    built = bin_dir / "prometheus"
+    return built if built.exists() else DEBIAN_BINARY
 
 
 def meta_label(prefix: str, name: str) -> str:
@@ -180,7 +186,7 @@ class Prometheus:
 
     def command(self, layout: Layout) -> Command:
         return prometheus_command(
-            binary(),
+            binary(layout.bin_dir),
             layout.root / CONFIG_FILE,
             layout.root / "prometheus",
             layout.ports["prometheus"],
