@@ -117,7 +117,7 @@ async def one_request(port: int, head: str, body: bytes = b"") -> tuple[int, byt
 def test_requests_reach_pods_with_their_head_unchanged_and_spread_per_connection() -> None:
     async def scenario() -> None:
         seen: list[bytes] = []
-        pods = {"a": "127.77.9.2", "b": "127.77.9.3"}
+        pods = {"a": "127.77.252.2", "b": "127.77.252.3"}
         async with (
             pod_server(pods["a"], answering("a", seen)),
             pod_server(pods["b"], answering("b")),
@@ -135,7 +135,7 @@ def test_requests_reach_pods_with_their_head_unchanged_and_spread_per_connection
 
 def test_a_connection_stays_with_its_first_endpoint() -> None:
     async def scenario() -> None:
-        pods = {"a": "127.77.9.2", "b": "127.77.9.3"}
+        pods = {"a": "127.77.252.2", "b": "127.77.252.3"}
         async with (
             pod_server(pods["a"], answering("a")),
             pod_server(pods["b"], answering("b")),
@@ -151,7 +151,7 @@ def test_a_connection_stays_with_its_first_endpoint() -> None:
 
 def test_a_refusing_pod_is_skipped_and_all_refusing_is_502() -> None:
     async def scenario() -> None:
-        pods = {"a": "127.77.9.2", "b": "127.77.9.3"}  # only b listens
+        pods = {"a": "127.77.252.2", "b": "127.77.252.3"}  # only b listens
         async with pod_server(pods["b"], answering("b")), proxy_for(table(pods)) as port:
             assert [await one_request(port, get()) for _ in range(3)] == [(200, b"b")] * 3
         async with proxy_for(table(pods)) as port:
@@ -223,7 +223,7 @@ def test_a_slow_head_is_408() -> None:
 
 def test_connect_tunnels_large_streams_both_ways_and_passes_half_close() -> None:
     async def scenario() -> None:
-        pods = {"a": "127.77.9.2"}
+        pods = {"a": "127.77.252.2"}
         payload = bytes(range(256)) * 32 * 1024  # 8 MiB, many relay buffers long
         async with pod_server(pods["a"], echo), proxy_for(table(pods)) as port:
             reader, writer = await open_proxy(port)
@@ -248,7 +248,7 @@ def test_connect_tunnels_large_streams_both_ways_and_passes_half_close() -> None
 
 def test_a_pod_that_stops_reading_holds_back_the_client_instead_of_filling_memory() -> None:
     async def scenario() -> None:
-        pods = {"a": "127.77.9.2"}
+        pods = {"a": "127.77.252.2"}
         gate = asyncio.Event()
         received = bytearray()
 

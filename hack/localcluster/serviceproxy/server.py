@@ -104,7 +104,9 @@ class ServiceProxy:
             log.info("%s -> %s port %d: %s", peer, route.service, route.port, endpoint)
         sent, received = await relay((reader, writer), upstream)
         if self.settings.log_connections:
-            log.info("%s closed: %d bytes sent, %d received", peer, sent, received)
+            sent_bytes = sent.copied + (0 if tunnel else len(head))
+            ending = "reset" if sent.failed or received.failed else "closed"
+            log.info("%s %s: %d bytes sent, %d received", peer, ending, sent_bytes, received.copied)
 
     async def _read_head(self, reader: asyncio.StreamReader) -> bytes | None:
         """The request head, or None when the client left before sending one."""
