@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
     )
+    # The watches say themselves when the apiserver is away; urllib3's retries would repeat it.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
     settings = ProxySettings(
         head_timeout=args.head_timeout,
         connect_timeout=args.connect_timeout,

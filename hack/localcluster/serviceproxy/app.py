@@ -53,7 +53,7 @@ class TableFeed:
         items: list[Object],
     ) -> None:
         changed = replace(items)
-        log.info("listed %d %s; endpoints changed for %d services", len(items), kind, len(changed))
+        log.info("listed %d %s (%d services changed)", len(items), kind, len(changed))
         self._forget_deleted(changed)
         self.listed[kind].set()
 

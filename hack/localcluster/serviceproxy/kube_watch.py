@@ -35,20 +35,22 @@ class KindWatcher:
         on_list: Callable[[list[Object]], None],
         on_event: Callable[[str, Object], None],
         stop: threading.Event,
+        first_backoff: float = 0.5,
     ) -> None:
         self.kind = kind
+        self._first_backoff = first_backoff
         self._list_call = list_call
         self._on_list = on_list
         self._on_event = on_event
         self._stop = stop
 
     def run(self) -> None:
-        backoff = 0.5
+        backoff = self._first_backoff
         while not self._stop.is_set():
             try:
                 items, version = self._list()
                 self._on_list(items)
-                backoff = 0.5
+                backoff = self._first_backoff
                 while not self._stop.is_set():
                     version = self._watch(version)
             except WatchExpiredError:
