@@ -38,6 +38,9 @@ class InferenceService:
         # A gauge without a sample reads as "no data" in Prometheus: an idle model must read 0.
         metrics.inflight.set_callback(self._zero_per_loaded_model)
         metrics.queue_depth.set_callback(self._zero_per_loaded_model)
+        metrics.request_count.report_zero_for(
+            lambda: [(name, "OK") for (name,) in self._zero_per_loaded_model()]
+        )
 
     def start(self) -> None:
         if self.batcher:

@@ -88,6 +88,12 @@ class Counter(_Scalar):
     def __init__(self, name: str, doc: str, labels: Sequence[str]) -> None:
         super().__init__(name, doc, labels)
         self._values: dict[LabelValues, float] = {}
+        self._zero_keys: Callable[[], Iterable[LabelValues]] | None = None
+
+    def report_zero_for(self, keys: Callable[[], Iterable[LabelValues]]) -> None:
+        """Label sets shown at 0 before their first count: a series that appears only with its
+        first increments hides them from rate() (Prometheus needs a sample before them)."""
+        self._zero_keys = keys
 
     def inc(self, labels: LabelValues, amount: float = 1.0) -> None:
         with self._lock:
@@ -98,7 +104,10 @@ class Counter(_Scalar):
 
     def collect(self) -> dict[LabelValues, float]:
         with self._lock:
-            return dict(self._values)
+            values = dict(self._values)
+        for key in self._zero_keys() if self._zero_keys else ():
+            values.setdefault(key, 0.0)
+        return values
 
 
 class Gauge(_Scalar):

@@ -27,10 +27,14 @@ def _service(tmp_path: Path, versions: list[str]) -> tuple[InferenceService, Ser
     return InferenceService(manager, metrics), metrics
 
 
-def test_a_loaded_idle_model_reads_zero_in_flight_and_queued(tmp_path: Path) -> None:
+def test_a_loaded_idle_model_reads_zero_in_flight_queued_and_served(tmp_path: Path) -> None:
     service, metrics = _service(tmp_path, ["1"])
     text = metrics.registry.render().decode()
     service.stop()
+    # rate() counts a first burst only if the series was scraped before it
+    assert _sample_lines(text, ":tensorflow:serving:request_count") == [
+        ':tensorflow:serving:request_count{model_name="m",status="OK"} 0'
+    ]
     assert _sample_lines(text, "modelship_server_inflight_requests") == [
         'modelship_server_inflight_requests{model_name="m"} 0'
     ]
@@ -43,6 +47,7 @@ def test_a_model_with_no_version_loaded_has_no_sample(tmp_path: Path) -> None:
     service, metrics = _service(tmp_path, [])
     text = metrics.registry.render().decode()
     service.stop()
+    assert _sample_lines(text, ":tensorflow:serving:request_count") == []
     assert _sample_lines(text, "modelship_server_inflight_requests") == []
     assert _sample_lines(text, "modelship_server_queue_depth") == []
 
