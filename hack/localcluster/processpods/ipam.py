@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+from collections.abc import Collection
 
 DEFAULT_RANGE = "127.77.0.0/16"
 
@@ -28,13 +29,17 @@ class AddressPool:
             return False
         return ip in self._network and int(ip) & 0xFF not in (0, 255)
 
-    def allocate(self, uid: str, preferred: str | None = None) -> str:
+    def allocate(
+        self, uid: str, preferred: str | None = None, elsewhere: Collection[str] = ()
+    ) -> str:
         """The uid's address: the one it holds, else `preferred` when usable and free (a pod
-        keeps its IP across a restart of this component), else the lowest free one."""
+        keeps its IP across a restart of this component), else the lowest free one.
+        `elsewhere`: addresses pods of other nodes hold (another process-pods instance
+        hands out addresses from the same range)."""
         with self._lock:
             if uid in self._held:
                 return self._held[uid]
-            taken = set(self._held.values())
+            taken = set(self._held.values()) | set(elsewhere)
             if preferred and self.usable(preferred) and preferred not in taken:
                 self._held[uid] = preferred
                 return preferred

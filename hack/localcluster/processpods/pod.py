@@ -196,7 +196,9 @@ class PodWorker(threading.Thread):
     def _take_over(self) -> None:
         """An address and folder; what an earlier run of this node reported is continued."""
         status = self.pod.get("status", {})
-        self.pod_ip = self.rt.addresses.allocate(self.uid, status.get("podIP"))
+        self.pod_ip = self.rt.addresses.allocate(
+            self.uid, status.get("podIP"), self._addresses_elsewhere()
+        )
         self.pod_dir.mkdir(parents=True, exist_ok=True)
         from .runs import parse_time  # noqa: PLC0415
 
@@ -223,6 +225,22 @@ class PodWorker(threading.Thread):
         else:
             log.info("%s: starting at %s", self.key, self.pod_ip)
 
+    def _addresses_elsewhere(self) -> set[str]:
+        """Pod addresses in use on other nodes (best effort: the API may be down)."""
+        try:
+            listed = self.rt.kube.get(
+                "/api/v1/pods", {"fieldSelector": f"spec.nodeName!={self.node}"}
+            )
+        except ApiError as err:
+            self._note(f"cannot list other nodes' pods: {err}")
+            return set()
+        return {
+            ip["ip"]
+            for pod in listed.get("items") or []
+            for ip in pod.get("status", {}).get("podIPs") or []
+            if self.rt.addresses.usable(ip.get("ip", ""))
+        }
+
     def _lookup(self, kind: str, name: str) -> Mapping[str, str] | None:
         namespace = self.pod["metadata"].get("namespace", "default")
         try:
@@ -241,16 +259,49 @@ class PodWorker(threading.Thread):
                 data[key] = base64.b64decode(value).decode("utf-8", "surrogateescape")
         return data
 
+    def _token(self, audience: str | None, seconds: int) -> str:
+        """A bound service account token, from the TokenRequest API as a kubelet gets it."""
+        meta = self.pod["metadata"]
+        account = self.pod["spec"].get("serviceAccountName") or "default"
+        path = (
+            f"/api/v1/namespaces/{meta.get('namespace', 'default')}/serviceaccounts/{account}/token"
+        )
+        spec: dict[str, Any] = {
+            "expirationSeconds": seconds,
+            "boundObjectRef": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": meta["name"],
+                "uid": self.uid,
+            },
+        }
+        if audience:
+            spec["audiences"] = [audience]
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        try:
+            answer = self.rt.kube.request("POST", path, body)
+        except ApiError as err:
+            raise ConfigError(f"cannot get a service account token: {err}") from None
+        return str(answer.get("status", {}).get("token", ""))
+
     # ---- one pass ------------------------------------------------------------------------------
 
     def _step(self, now: float) -> None:
         if not self._volumes_ready:
             if now < self._config_retry_at:
                 return
+            assert self.pod_ip is not None
             try:
-                prepare_volumes(self.pod, self._folders(), self._lookup)
+                prepare_volumes(
+                    self.pod,
+                    self._folders(),
+                    self._lookup,
+                    facts=PodFacts.of(self.pod, self.pod_ip, HOST_IP),
+                    token=self._token,
+                )
                 self._volumes_ready = True
             except ConfigError as err:
+                self._note(f"cannot set up volumes: {err}")
                 self._config_retry_at = now + CONFIG_RETRY
                 for run in [*self.inits, *self.runs]:
                     if run.process is None and not run.done:
@@ -294,6 +345,7 @@ class PodWorker(threading.Thread):
             message = image_map.not_pullable_message(
                 str(spec.get("image")), str(self.pod["spec"].get("nodeName")), self.rt.images
             )
+            self._note(message)
             run.mark_waiting("ErrImagePull", message)
             run.next_start = now + CONFIG_RETRY
             return
@@ -305,6 +357,7 @@ class PodWorker(threading.Thread):
                 spec, facts, home=self.pod_dir, tmp_dir=tmp_folder(table), lookup=self._lookup
             )
         except ConfigError as err:
+            self._note(f"cannot configure {run.name}: {err}")
             run.mark_waiting("CreateContainerConfigError", str(err))
             run.next_start = now + CONFIG_RETRY
             return

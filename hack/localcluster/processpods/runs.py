@@ -120,7 +120,9 @@ class ContainerRun:
             self.ran_before = True
         if "running" in state:
             started = parse_time(state["running"].get("startedAt")) or now
-            self.last = Terminated(137, "Error", TAKEOVER_MESSAGE, started, now, None)
+            pid_text = str(reported.get("containerID") or "").removeprefix("process://")
+            pid = int(pid_text) if pid_text.isdigit() else None
+            self.last = Terminated(137, "Error", TAKEOVER_MESSAGE, started, now, pid)
         ended = terminated_of(state.get("terminated"))
         if ended is not None:
             final = not restarts(restart_policy, init=self.init, exit_code=ended.exit_code)
