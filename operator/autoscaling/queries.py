@@ -9,12 +9,21 @@ A key missing from an answer means "no data" for that object.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from .prometheus import PrometheusClient, PrometheusError, QueryError, Sample, shorten
+from .decision import ObservationKind
+from .prometheus import PrometheusError, QueryError, Sample, shorten
 
 Key = tuple[str, str]  # (namespace, ModelDeployment name)
+
+
+class Querier(Protocol):
+    """What the readers need of a client (PrometheusClient)."""
+
+    def query(self, promql: str) -> list[Sample]: ...
+
 
 NAMESPACE_LABEL = "namespace"
 MODELDEPLOYMENT_LABEL = "modeldeployment"
@@ -32,7 +41,7 @@ PROMQL = "promql"
 KINDS = (INFLIGHT, QUEUE_DEPTH, REQUESTS_PER_SECOND, CPU, P99_LATENCY)
 # How each kind's value compares with the target: summed over pods with a per-pod target, or a
 # whole-deployment figure (see decision.Observation).
-OBSERVATION_KIND = {
+OBSERVATION_KIND: dict[str, ObservationKind] = {
     INFLIGHT: "total",
     QUEUE_DEPTH: "total",
     REQUESTS_PER_SECOND: "total",
@@ -161,9 +170,7 @@ def split_by_key(samples: Iterable[Sample]) -> dict[Key, float]:
     return values
 
 
-def isolate(
-    client: PrometheusClient, queries: Mapping[Key, str]
-) -> tuple[dict[Key, float], dict[Key, str]]:
+def isolate(client: Querier, queries: Mapping[Key, str]) -> tuple[dict[Key, float], dict[Key, str]]:
     """Run each user query alone: the values of the good ones, Prometheus' error for the bad.
 
     For when the combined query is refused. Each query runs first as the user wrote it, so
@@ -188,32 +195,66 @@ def isolate(
     return values, errors
 
 
-class Readings(NamedTuple):
-    """One tick's readings: values by kind then object, and errors by kind or object key."""
+@dataclass
+class Readings:
+    """One tick's readings: values by kind then object, and errors by kind or object key.
 
-    values: dict[str, dict[Key, float]]
-    errors: dict[str | Key, str]
+    Unpacks as (values, errors). `failures` holds the same errors as exceptions, so a caller
+    can tell PrometheusUnavailable from QueryError; `queries` is how many were sent.
+    """
+
+    values: dict[str, dict[Key, float]] = field(default_factory=dict)
+    failures: dict[str | Key, PrometheusError] = field(default_factory=dict)
+    queries: int = 0
+
+    @property
+    def errors(self) -> dict[str | Key, str]:
+        return {where: str(exc) for where, exc in self.failures.items()}
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.values, self.errors))
+
+    def error_for(self, metric: str, key: Key) -> PrometheusError | None:
+        """Why `metric` has no reading for this object this tick, if a query failed."""
+        if metric == PROMQL:
+            return self.failures.get(key) or self.failures.get(PROMQL)
+        return self.failures.get(metric)
+
+    def value_for(self, metric: str, key: Key) -> float | None:
+        """The object's reading, or None for "no data"."""
+        return self.values.get(metric, {}).get(key)
+
+
+class _Counted:
+    def __init__(self, client: Querier) -> None:
+        self.client = client
+        self.count = 0
+
+    def query(self, promql: str) -> list[Sample]:
+        self.count += 1
+        return self.client.query(promql)
 
 
 def read_all(
-    client: PrometheusClient,
+    client: Querier,
     kinds_in_use: Iterable[str],
     promql_queries: Mapping[Key, str],
     window: str,
 ) -> Readings:
     """One query per kind in use, plus one for all user queries (and, only when Prometheus
-    refuses that one, one per user query to find the bad ones).
+    refuses that one, one or two per user query to find the bad ones).
 
     p99LatencyMs values are in milliseconds. Kinds whose query failed are absent from
     `values` and present in `errors`; a bad user query is reported under its object's key.
     """
-    values: dict[str, dict[Key, float]] = {}
-    errors: dict[str | Key, str] = {}
+    counted = _Counted(client)
+    readings = Readings()
+    values, failures = readings.values, readings.failures
     for kind in sorted(set(kinds_in_use) - {PROMQL}):
         try:
-            by_key = split_by_key(client.query(kind_query(kind, window)))
+            by_key = split_by_key(counted.query(kind_query(kind, window)))
         except PrometheusError as exc:
-            errors[kind] = str(exc)
+            failures[kind] = exc
             continue
         if kind == P99_LATENCY:
             by_key = {key: microseconds_to_ms(v) for key, v in by_key.items()}
@@ -222,19 +263,22 @@ def read_all(
     for key, query in promql_queries.items():
         problem = unbalanced(query)
         if problem:
-            errors[key] = (
-                f"the query is not a complete expression: {problem}; query: {shorten(query)}"
-            )
+            message = f"the query is not a complete expression: {problem}; query: {shorten(query)}"
+            failures[key] = QueryError(message, query=query, error=problem, error_type="bad_data")
         else:
             runnable[key] = query
     if runnable:
         try:
             try:
-                values[PROMQL] = split_by_key(client.query(combined_promql(runnable)))
+                values[PROMQL] = split_by_key(counted.query(combined_promql(runnable)))
             except QueryError:
-                good, bad = isolate(client, runnable)
+                good, bad = isolate(counted, runnable)
                 values[PROMQL] = good
-                errors.update(bad)
+                for key, message in bad.items():
+                    failures[key] = QueryError(
+                        message, query=runnable[key], error=message, error_type="bad_data"
+                    )
         except PrometheusError as exc:
-            errors[PROMQL] = str(exc)
-    return Readings(values, errors)
+            failures[PROMQL] = exc
+    readings.queries = counted.count
+    return readings

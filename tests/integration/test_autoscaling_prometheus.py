@@ -160,12 +160,13 @@ def test_kinds_under_load(served: Served) -> None:
         p99 = wait_for(lambda: positive(P99_LATENCY), "p99 latency under load")
         assert 0 < p99 < 60_000  # milliseconds: a quick model, not microseconds
         # All kinds in one tick: one answer each, every one with the object's key.
-        values, errors = read_all(client, KINDS, {}, WINDOW)
+        readings = read_all(client, KINDS, {}, WINDOW)
     finally:
         stop.set()
         sender.join()
-    assert errors == {}
-    assert all(KEY in values[kind] for kind in KINDS)
+    assert readings.errors == {}
+    assert readings.queries == len(KINDS)
+    assert all(readings.value_for(kind, KEY) is not None for kind in KINDS)
     assert statuses
     assert set(statuses) == {200}
 
@@ -177,9 +178,10 @@ def test_user_queries_are_answered_by_one_combined_query(served: Served) -> None
     }
     samples = served.prometheus.query(combined_promql(queries))
     assert split_by_key(samples) == {KEY: 7.0, OTHER: 3.0}
-    values, errors = read_all(served.prometheus, [PROMQL], queries, WINDOW)
-    assert errors == {}
-    assert values[PROMQL] == {KEY: 7.0, OTHER: 3.0}
+    readings = read_all(served.prometheus, [PROMQL], queries, WINDOW)
+    assert readings.errors == {}
+    assert readings.values[PROMQL] == {KEY: 7.0, OTHER: 3.0}
+    assert readings.queries == 1
 
 
 def test_a_broken_user_query_is_isolated_with_prometheus_error(served: Served) -> None:
@@ -198,10 +200,12 @@ def test_a_broken_user_query_is_isolated_with_prometheus_error(served: Served) -
     assert alone.value.error in bad[OTHER]
     assert broken in bad[OTHER]
 
-    values, errors = read_all(served.prometheus, [INFLIGHT, PROMQL], queries, WINDOW)
-    assert values[PROMQL] == {KEY: 2.0}
-    assert values[INFLIGHT] == {KEY: 0.0}
-    assert errors == bad
+    readings = read_all(served.prometheus, [INFLIGHT, PROMQL], queries, WINDOW)
+    assert readings.values[PROMQL] == {KEY: 2.0}
+    assert readings.values[INFLIGHT] == {KEY: 0.0}
+    assert readings.errors == bad
+    assert isinstance(readings.error_for(PROMQL, OTHER), QueryError)
+    assert readings.error_for(PROMQL, KEY) is None
 
 
 def test_a_scalar_user_query_is_refused_for_what_it_returns(served: Served) -> None:
@@ -233,7 +237,10 @@ def test_nothing_listening_is_prometheus_unavailable() -> None:
         client.query("vector(1)")
     assert url in str(down.value)
     assert "refused" in str(down.value)
-    values, errors = read_all(client, [INFLIGHT, CPU], {KEY: "vector(1)"}, WINDOW)
-    assert values == {}
-    assert set(errors) == {INFLIGHT, CPU, PROMQL}
-    assert all(url in message for message in errors.values())
+    readings = read_all(client, [INFLIGHT, CPU], {KEY: "vector(1)"}, WINDOW)
+    assert readings.values == {}
+    assert set(readings.errors) == {INFLIGHT, CPU, PROMQL}
+    assert all(url in message for message in readings.errors.values())
+    assert isinstance(readings.error_for(INFLIGHT, KEY), PrometheusUnavailable)
+    assert isinstance(readings.error_for(PROMQL, KEY), PrometheusUnavailable)
+    assert readings.value_for(INFLIGHT, KEY) is None
