@@ -15,28 +15,33 @@ PORT = 18501  # the pods' port; each pod has its own loopback address
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-def service_object(selector: dict[str, str]) -> dict[str, Any]:
+def service_object(name: str = "web", cluster_ip: str = "10.96.7.7") -> dict[str, Any]:
     return {
-        "metadata": {"name": "web", "namespace": "ns"},
+        "metadata": {"name": name, "namespace": "ns"},
         "spec": {
-            "selector": selector,
-            "clusterIP": "10.96.7.7",
+            "selector": {"app": name},
+            "clusterIP": cluster_ip,
             "ports": [{"port": 8501, "targetPort": PORT}],
         },
     }
 
 
 def pod_object(name: str, ip: str) -> dict[str, Any]:
+    """Pod `web-x` belongs to Service `web`, `other-x` to `other`."""
     return {
-        "metadata": {"name": name, "namespace": "ns", "labels": {"app": "web"}},
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "labels": {"app": name.partition("-")[0]},
+        },
         "spec": {"containers": [{"name": "c"}]},
         "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]},
     }
 
 
-def table(pods: dict[str, str], selector: dict[str, str] | None = None) -> RoutingTable:
+def table(pods: dict[str, str]) -> RoutingTable:
     routing = RoutingTable()
-    routing.replace_services([service_object(selector or {"app": "web"})])
+    routing.replace_services([service_object(), service_object("other", "10.96.7.8")])
     routing.replace_pods([pod_object(name, ip) for name, ip in pods.items()])
     return routing
 
@@ -58,7 +63,8 @@ async def pod_server(ip: str, handler: Handler) -> AsyncIterator[None]:
 
 
 def answering(name: str, seen: list[bytes] | None = None) -> Handler:
-    """A pod that answers every request on a connection with its name (keep-alive)."""
+    """A pod that answers every request on a connection with its name and the size of the
+    body it read (keep-alive; Content-Length or chunked bodies)."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
@@ -66,12 +72,28 @@ def answering(name: str, seen: list[bytes] | None = None) -> Handler:
                 head = await reader.readuntil(b"\r\n\r\n")
                 if seen is not None:
                     seen.append(head)
-                body = name.encode()
+                size = await read_body(head, reader)
+                body = name.encode() + (b" %d" % size if size else b"")
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
                 await writer.drain()
         writer.close()
 
     return handle
+
+
+async def read_body(head: bytes, reader: asyncio.StreamReader) -> int:
+    lower = head.lower()
+    if b"transfer-encoding: chunked" in lower:
+        size = 0
+        while chunk := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+            size += len(await reader.readexactly(chunk + 2)) - 2
+        while await reader.readuntil(b"\r\n") != b"\r\n":
+            pass  # trailers, up to the final empty line
+        return size
+    for line in lower.split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            return len(await reader.readexactly(int(line.split(b":")[1])))
+    return 0
 
 
 async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -102,8 +124,9 @@ async def request(
     return int(status_line.split()[1]), await reader.readexactly(length)
 
 
-def get(host: str = "web.ns.svc:8501", path: str = "/x") -> str:
-    return f"GET http://{host}{path} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+def get(host: str = "web.ns.svc:8501", path: str = "/x", *headers: str) -> str:
+    lines = [f"GET http://{host}{path} HTTP/1.1", f"Host: {host}", *headers]
+    return "\r\n".join(lines) + "\r\n\r\n"
 
 
 async def one_request(port: int, head: str, body: bytes = b"") -> tuple[int, bytes]:
@@ -117,10 +140,10 @@ async def one_request(port: int, head: str, body: bytes = b"") -> tuple[int, byt
 def test_requests_reach_pods_with_their_head_unchanged_and_spread_per_connection() -> None:
     async def scenario() -> None:
         seen: list[bytes] = []
-        pods = {"a": "127.77.252.2", "b": "127.77.252.3"}
+        pods = {"web-a": "127.77.252.2", "web-b": "127.77.252.3"}
         async with (
-            pod_server(pods["a"], answering("a", seen)),
-            pod_server(pods["b"], answering("b")),
+            pod_server(pods["web-a"], answering("a", seen)),
+            pod_server(pods["web-b"], answering("b")),
             proxy_for(table(pods)) as port,
         ):
             answers = [await one_request(port, get()) for _ in range(4)]
@@ -135,10 +158,10 @@ def test_requests_reach_pods_with_their_head_unchanged_and_spread_per_connection
 
 def test_a_connection_stays_with_its_first_endpoint() -> None:
     async def scenario() -> None:
-        pods = {"a": "127.77.252.2", "b": "127.77.252.3"}
+        pods = {"web-a": "127.77.252.2", "web-b": "127.77.252.3"}
         async with (
-            pod_server(pods["a"], answering("a")),
-            pod_server(pods["b"], answering("b")),
+            pod_server(pods["web-a"], answering("a")),
+            pod_server(pods["web-b"], answering("b")),
             proxy_for(table(pods)) as port,
         ):
             reader, writer = await open_proxy(port)
@@ -149,10 +172,75 @@ def test_a_connection_stays_with_its_first_endpoint() -> None:
     asyncio.run(scenario())
 
 
+def test_requests_on_one_connection_follow_the_service_they_name() -> None:
+    """A client pooling proxy connections across hosts (urllib3 does for http:// URLs) sends
+    requests for two Services on one connection: each reaches its own Service."""
+
+    async def scenario() -> None:
+        pods = {"web-a": "127.77.252.2", "other-a": "127.77.252.4"}
+        async with (
+            pod_server(pods["web-a"], answering("web")),
+            pod_server(pods["other-a"], answering("other")),
+            proxy_for(table(pods)) as port,
+        ):
+            reader, writer = await open_proxy(port)
+            hosts = ["web.ns.svc:8501", "other.ns.svc:8501", "10.96.7.8:8501", "web.ns:8501"]
+            answers = [(await request(reader, writer, get(host)))[1] for host in hosts]
+            writer.close()
+            assert answers == [b"web", b"other", b"other", b"web"]
+
+    asyncio.run(scenario())
+
+
+def test_bodies_are_relayed_whole_and_the_next_request_follows() -> None:
+    async def scenario() -> None:
+        pods = {"web-a": "127.77.252.2", "other-a": "127.77.252.4"}
+        async with (
+            pod_server(pods["web-a"], answering("web")),
+            pod_server(pods["other-a"], answering("other")),
+            proxy_for(table(pods)) as port,
+        ):
+            reader, writer = await open_proxy(port)
+            body = b"x" * 200_000
+            post = get("web.ns.svc:8501", "/p", f"Content-Length: {len(body)}")
+            assert await request(reader, writer, "POST" + post[3:], body) == (200, b"web 200000")
+            chunks = b"5;ext=1\r\nhello\r\n3\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n"
+            chunked = get("web.ns.svc:8501", "/c", "Transfer-Encoding: chunked")
+            assert await request(reader, writer, "POST" + chunked[3:], chunks) == (200, b"web 8")
+            # Had the proxy misjudged where a body ends, this head would not be read as one.
+            assert await request(reader, writer, get("other.ns.svc:8501")) == (200, b"other")
+            assert await request(reader, writer, get("nope.ns.svc:8501")) == (
+                502,
+                b"no service ns/nope\n",
+            )
+            assert await reader.read() == b""  # closed after the refusal
+            writer.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_pod_resetting_the_connection_ends_the_clients() -> None:
+    async def scenario() -> None:
+        pods = {"web-a": "127.77.252.2"}
+
+        async def resets(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.transport.abort()  # RST instead of an answer
+
+        async with pod_server(pods["web-a"], resets), proxy_for(table(pods)) as port:
+            reader, writer = await open_proxy(port)
+            writer.write(get().encode())
+            with contextlib.suppress(ConnectionError):
+                assert await reader.read() == b""
+            writer.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_refusing_pod_is_skipped_and_all_refusing_is_502() -> None:
     async def scenario() -> None:
-        pods = {"a": "127.77.252.2", "b": "127.77.252.3"}  # only b listens
-        async with pod_server(pods["b"], answering("b")), proxy_for(table(pods)) as port:
+        pods = {"web-a": "127.77.252.2", "web-b": "127.77.252.3"}  # only b listens
+        async with pod_server(pods["web-b"], answering("b")), proxy_for(table(pods)) as port:
             assert [await one_request(port, get()) for _ in range(3)] == [(200, b"b")] * 3
         async with proxy_for(table(pods)) as port:
             status, body = await one_request(port, get())
@@ -223,9 +311,9 @@ def test_a_slow_head_is_408() -> None:
 
 def test_connect_tunnels_large_streams_both_ways_and_passes_half_close() -> None:
     async def scenario() -> None:
-        pods = {"a": "127.77.252.2"}
+        pods = {"web-a": "127.77.252.2"}
         payload = bytes(range(256)) * 32 * 1024  # 8 MiB, many relay buffers long
-        async with pod_server(pods["a"], echo), proxy_for(table(pods)) as port:
+        async with pod_server(pods["web-a"], echo), proxy_for(table(pods)) as port:
             reader, writer = await open_proxy(port)
             writer.write(b"CONNECT web.ns.svc:8501 HTTP/1.1\r\nHost: web.ns.svc:8501\r\n\r\n")
             assert await reader.readuntil(b"\r\n\r\n") == (
@@ -248,7 +336,7 @@ def test_connect_tunnels_large_streams_both_ways_and_passes_half_close() -> None
 
 def test_a_pod_that_stops_reading_holds_back_the_client_instead_of_filling_memory() -> None:
     async def scenario() -> None:
-        pods = {"a": "127.77.252.2"}
+        pods = {"web-a": "127.77.252.2"}
         gate = asyncio.Event()
         received = bytearray()
 
@@ -258,7 +346,7 @@ def test_a_pod_that_stops_reading_holds_back_the_client_instead_of_filling_memor
                 received.extend(data)
             writer.close()
 
-        async with pod_server(pods["a"], stalled), proxy_for(table(pods)) as port:
+        async with pod_server(pods["web-a"], stalled), proxy_for(table(pods)) as port:
             reader, writer = await open_proxy(port)
             writer.write(b"CONNECT web.ns.svc:8501 HTTP/1.1\r\n\r\n")
             await reader.readuntil(b"\r\n\r\n")

@@ -9,7 +9,12 @@ from modelship_localcluster.serviceproxy.hosts import (
     parse_service_host,
     split_authority,
 )
-from modelship_localcluster.serviceproxy.request_head import BadHead, Destination, parse_head
+from modelship_localcluster.serviceproxy.request_head import (
+    CHUNKED,
+    BadHead,
+    Destination,
+    parse_head,
+)
 
 
 @pytest.mark.parametrize(
@@ -98,3 +103,17 @@ def test_bad_heads_are_400(request_line: str) -> None:
     got = parse_head(head(request_line))
     assert isinstance(got, BadHead)
     assert got.status == 400
+
+
+def test_request_framing_from_the_head() -> None:
+    line = "POST http://web.ns.svc:8501/p HTTP/1.1"
+    assert parse_head(head(line, "Content-Length: 12")) == Destination(
+        "web.ns.svc", 8501, tunnel=False, body_length=12
+    )
+    chunked = parse_head(head(line, "Content-Length: 12", "Transfer-Encoding: gzip, chunked"))
+    assert isinstance(chunked, Destination)
+    assert chunked.body_length == CHUNKED
+    upgrade = parse_head(head(line, "Connection: keep-alive, Upgrade", "Upgrade: websocket"))
+    assert isinstance(upgrade, Destination)
+    assert (upgrade.body_length, upgrade.upgrade) == (0, True)
+    assert parse_head(head(line, "Content-Length: -1")) == BadHead(400, "bad Content-Length '-1'")

@@ -1,6 +1,6 @@
-"""Bytes both ways between a client and an endpoint, with fixed-size reads and backpressure:
-a side that does not read stops the other side being read (so memory per connection is
-bounded by the buffers, whatever the traffic)."""
+"""Copying bytes one way, with fixed-size reads and backpressure: a side that does not read
+stops the other side being read (so memory per connection is bounded by the buffers,
+whatever the traffic)."""
 
 from __future__ import annotations
 
@@ -31,32 +31,6 @@ async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter, flow: F
     except (ConnectionError, OSError):
         flow.failed = True
         raise
-
-
-async def relay(
-    client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-    upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-) -> tuple[Flow, Flow]:
-    """Run both directions until both have ended, or one fails (a reset): then close both.
-    Returns what went to the endpoint and what came back to the client."""
-    sent, received = Flow(), Flow()
-    up = asyncio.ensure_future(pump(client[0], upstream[1], sent))
-    down = asyncio.ensure_future(pump(upstream[0], client[1], received))
-    try:
-        done, pending = await asyncio.wait({up, down}, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            task.exception()  # retrieved: a reset is how connections often end; Flow says so
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
-                await task
-    finally:
-        for task in (up, down):
-            task.cancel()
-        await close(upstream[1])
-        await close(client[1])
-    return sent, received
 
 
 async def close(writer: asyncio.StreamWriter) -> None:

@@ -10,6 +10,7 @@ from .hosts import split_authority
 
 HEAD_END = b"\r\n\r\n"
 HTTP_PORT = 80
+CHUNKED = -1
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,10 @@ class Destination:
     port: int
     # CONNECT: answer 200 and tunnel; otherwise the head itself goes on to the endpoint.
     tunnel: bool
+    # Where the request ends, so the next one on the connection can be read: the body's
+    # length (CHUNKED: chunked framing). After an Upgrade the connection is raw bytes.
+    body_length: int = 0
+    upgrade: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,16 @@ def parse_head(head: bytes) -> Destination | BadHead:
     authority = split_authority(authority_text, HTTP_PORT)
     if authority is None:
         return BadHead(400, f"bad host in {authority_text[:100]!r}")
-    return Destination(authority[0], authority[1], tunnel=False)
+    encoding = (_header(lines[1:], "transfer-encoding") or "").lower()
+    length_text = _header(lines[1:], "content-length") or "0"
+    if "chunked" in encoding:
+        length = CHUNKED  # it wins over Content-Length (RFC 9112 6.3)
+    elif length_text.isdigit():
+        length = int(length_text)
+    else:
+        return BadHead(400, f"bad Content-Length {length_text[:40]!r}")
+    upgrade = "upgrade" in (_header(lines[1:], "connection") or "").lower()
+    return Destination(authority[0], authority[1], False, length, upgrade)
 
 
 def _header(lines: list[str], name: str) -> str | None:

@@ -10,9 +10,10 @@ import logging
 from dataclasses import dataclass
 
 from .balancer import RoundRobin
+from .bodies import BadBodyError, copy_body
 from .hosts import parse_service_host
-from .relay import CHUNK, close, relay
-from .request_head import HEAD_END, BadHead, parse_head
+from .relay import CHUNK, Flow, close, pump
+from .request_head import HEAD_END, BadHead, Destination, parse_head
 from .routing import Endpoint, Route, RoutingTable, Unroutable
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,66 @@ class ProxySettings:
     head_timeout: float = 30.0
     connect_timeout: float = 5.0
     log_connections: bool = False
+
+
+class Upstream:
+    """One connection to an endpoint, and the task copying its answers to the client."""
+
+    def __init__(
+        self,
+        route: Route,
+        endpoint: Endpoint,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        client: asyncio.StreamWriter,
+        peer: str,
+    ) -> None:
+        self.route = route
+        self.endpoint = endpoint
+        self.writer = writer
+        self.peer = peer
+        self.sent = Flow()
+        self.received = Flow()
+        self._client = client
+        self._closed = False
+        self._answers = asyncio.ensure_future(pump(reader, client, self.received))
+        self._answers.add_done_callback(self._answers_done)
+
+    def serves(self, route: Route) -> bool:
+        return (route.service, route.port) == (self.route.service, self.route.port)
+
+    def _answers_done(self, task: asyncio.Future[None]) -> None:
+        # A reset on the way back ends the client connection too (its reads then end), rather
+        # than leave the client waiting for an answer that cannot come.
+        if not task.cancelled() and task.exception() is not None:
+            self._client.close()
+
+    async def finish(self) -> None:
+        """The client is done sending: pass that on and let the answers run to their end."""
+        if self.writer.can_write_eof() and not self.writer.is_closing():
+            self.writer.write_eof()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self._answers
+
+    async def close(self, log_it: bool) -> None:
+        """Leave this endpoint: between requests (the last answer is through), or at the end."""
+        if self._closed:
+            return
+        self._closed = True
+        self._answers.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
+            await self._answers
+        await close(self.writer)
+        if log_it:
+            ending = "reset" if self.sent.failed or self.received.failed else "closed"
+            log.info(
+                "%s %s %s: %d bytes sent, %d received",
+                self.peer,
+                ending,
+                self.endpoint,
+                self.sent.copied,
+                self.received.copied,
+            )
 
 
 class ProxyError(Exception):
@@ -81,37 +142,58 @@ class ServiceProxy:
             self._connections.discard(task)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Requests one after another. Each goes to the endpoint the connection holds while
+        it names the same Service port; one naming another moves the connection there (so a
+        client pooling proxy connections across hosts never reaches the wrong pods)."""
         peer = _peer(writer)
+        upstream: Upstream | None = None
         try:
-            head = await self._read_head(reader)
-            if head is None:
-                await close(writer)
-                return
-            route, tunnel = self._route(head)
-            endpoint, upstream = await self._connect(route)
+            head = await self._read_head(reader, self.settings.head_timeout)
+            while head is not None:
+                request, route = self._route(head)
+                if upstream is None or not upstream.serves(route):
+                    if upstream is not None:
+                        await upstream.close(self.settings.log_connections)
+                    upstream = await self._open(route, writer, peer)
+                if request.tunnel:
+                    writer.write(ESTABLISHED)
+                    await pump(reader, upstream.writer, upstream.sent)
+                    break
+                upstream.writer.write(head)
+                upstream.sent.copied += len(head)
+                await copy_body(request.body_length, reader, upstream.writer, upstream.sent)
+                if request.upgrade:
+                    await pump(reader, upstream.writer, upstream.sent)
+                    break
+                # Between requests a keep-alive connection may idle as long as it likes.
+                head = await self._read_head(reader, None)
+            if upstream is not None:
+                await upstream.finish()
         except ProxyError as err:
             log.info("%s: %d %s", peer, err.status, err.reason)
+            if upstream is not None:
+                await upstream.close(self.settings.log_connections)
+                upstream = None
             await self._refuse(reader, writer, err)
-            return
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, asyncio.IncompleteReadError, BadBodyError):
+            pass  # a side went away or broke the framing: nothing more can be relayed
+        except asyncio.LimitOverrunError:
+            pass  # a later head or a chunk line too long: as broken as bad framing
+        finally:
+            if upstream is not None:
+                await upstream.close(self.settings.log_connections)
             await close(writer)
-            return
-        if tunnel:
-            writer.write(ESTABLISHED)
-        else:
-            upstream[1].write(head)
+
+    async def _open(self, route: Route, client: asyncio.StreamWriter, peer: str) -> Upstream:
+        endpoint, (reader, writer) = await self._connect(route)
         if self.settings.log_connections:
             log.info("%s -> %s port %d: %s", peer, route.service, route.port, endpoint)
-        sent, received = await relay((reader, writer), upstream)
-        if self.settings.log_connections:
-            sent_bytes = sent.copied + (0 if tunnel else len(head))
-            ending = "reset" if sent.failed or received.failed else "closed"
-            log.info("%s %s: %d bytes sent, %d received", peer, ending, sent_bytes, received.copied)
+        return Upstream(route, endpoint, reader, writer, client, peer)
 
-    async def _read_head(self, reader: asyncio.StreamReader) -> bytes | None:
+    async def _read_head(self, reader: asyncio.StreamReader, timeout: float | None) -> bytes | None:
         """The request head, or None when the client left before sending one."""
         try:
-            return await asyncio.wait_for(reader.readuntil(HEAD_END), self.settings.head_timeout)
+            return await asyncio.wait_for(reader.readuntil(HEAD_END), timeout)
         except asyncio.LimitOverrunError as err:
             raise ProxyError(431, f"request head larger than {MAX_HEAD} bytes") from err
         except TimeoutError as err:
@@ -119,7 +201,7 @@ class ServiceProxy:
         except asyncio.IncompleteReadError:
             return None
 
-    def _route(self, head: bytes) -> tuple[Route, bool]:
+    def _route(self, head: bytes) -> tuple[Destination, Route]:
         destination = parse_head(head)
         if isinstance(destination, BadHead):
             raise ProxyError(destination.status, destination.reason)
@@ -133,7 +215,7 @@ class ServiceProxy:
             raise ProxyError(
                 503, f"no ready endpoints for service {route.service} port {route.port}"
             )
-        return route, destination.tunnel
+        return destination, route
 
     async def _connect(
         self, route: Route
