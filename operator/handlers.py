@@ -30,7 +30,13 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     for group, version, plural in CHILD_RESOURCES:
         key = (group, version, plural) if group else (version, plural)
         settings.watching.label_selectors[key] = f"app.kubernetes.io/managed-by={MANAGED_BY}"
-    await CONTROLLER.start(SETTINGS.workers, SETTINGS.resync_seconds, SETTINGS.version_timeout)
+    await CONTROLLER.start(
+        SETTINGS.workers,
+        SETTINGS.resync_seconds,
+        SETTINGS.version_timeout,
+        SETTINGS.prometheus,
+        SETTINGS.autoscale_tick_seconds,
+    )
 
 
 @kopf.on.cleanup()

@@ -20,12 +20,13 @@ class WorkQueue:
         self._dirty: set[Key] = set()
         self._failures: dict[Key, int] = {}
 
-    def add(self, key: Key) -> None:
+    def add(self, key: Key, *, urgent: bool = False) -> None:
+        """`urgent` skips the settle delay (a scale decision should act at once)."""
         if key in self._active:
             self._dirty.add(key)
         elif key not in self._pending:
             self._pending.add(key)
-            if self._settle:
+            if self._settle and not urgent:
                 asyncio.get_running_loop().call_later(self._settle, self._queue.put_nowait, key)
             else:
                 self._queue.put_nowait(key)
