@@ -19,7 +19,7 @@ toolchain: ## Build etcd, kube-*, kubectl, kwok and helm from Go modules (cached
 	hack/toolchain/build.sh
 
 .PHONY: up
-up: setup ## Start the local control plane with the CRDs installed
+up: setup ## Start the local cluster (control plane, nodes, Prometheus, model store) with modelship
 	$(VENV)/modelship-cluster --root $(CLUSTER_ROOT) up --crds crds
 
 .PHONY: down
