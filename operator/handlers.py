@@ -10,25 +10,24 @@ import kopf
 
 from .api.crds import GROUP, VERSION
 from .controller.runtime import CONTROLLER
+from .resources.kinds import CHILDREN, ChildKind
 from .resources.names import MANAGED_BY, OWNER_LABEL
 from .settings import SETTINGS
 
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
-CHILD_RESOURCES = (
-    ("apps", "v1", "deployments"),
-    ("", "v1", "services"),
-    ("policy", "v1", "poddisruptionbudgets"),
-    ("", "v1", "configmaps"),
-    ("", "v1", "pods"),
-)
+PODS = ChildKind("Pod", "", "v1", "pods")  # watched for status, never written
 
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False  # we post our own events, only the ones users need
     settings.persistence.finalizer = f"{GROUP}/finalizer"  # none is set: no deletion handlers
-    for group, version, plural in CHILD_RESOURCES:
-        key = (group, version, plural) if group else (version, plural)
+    for child in (*CHILDREN, PODS):
+        key = (
+            (child.group, child.version, child.plural)
+            if child.group
+            else (child.version, child.plural)
+        )
         settings.watching.label_selectors[key] = f"app.kubernetes.io/managed-by={MANAGED_BY}"
     await CONTROLLER.start(
         SETTINGS.workers,
@@ -50,7 +49,8 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
     return obj
 
 
-def _owned(namespace: str | None, labels: kopf.Labels, body: kopf.Body) -> Any:
+def owned(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> Any:
+    """Index of one child kind: the child by its owner's key."""
     owner = labels.get(OWNER_LABEL)
     return {(namespace, owner): _plain(body)} if owner and namespace else None
 
@@ -58,28 +58,6 @@ def _owned(namespace: str | None, labels: kopf.Labels, body: kopf.Body) -> Any:
 @kopf.index(GROUP, VERSION, "modeldeployments")
 def modeldeployments(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
     return {(namespace, name): _plain(body)}
-
-
-@kopf.index("apps", "v1", "deployments", labels=MANAGED)
-def deployments(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> Any:
-    return _owned(namespace, labels, body)
-
-
-@kopf.index("v1", "services", labels=MANAGED)
-def services(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> Any:
-    return _owned(namespace, labels, body)
-
-
-@kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
-def poddisruptionbudgets(
-    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
-) -> Any:
-    return _owned(namespace, labels, body)
-
-
-@kopf.index("v1", "configmaps", labels=MANAGED)
-def configmaps(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> Any:
-    return _owned(namespace, labels, body)
 
 
 @kopf.index("v1", "pods", labels=MANAGED)
@@ -104,12 +82,27 @@ async def modeldeployment_changed(namespace: str | None, name: str, **kwargs: An
     CONTROLLER.notify((namespace or "", name), kwargs)
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-@kopf.on.event("v1", "services", labels=MANAGED)
-@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
-@kopf.on.event("v1", "configmaps", labels=MANAGED)
 @kopf.on.event("v1", "pods", labels=MANAGED)
 async def child_changed(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
     owner = labels.get(OWNER_LABEL)
     if owner and namespace:
         CONTROLLER.notify((namespace, owner), kwargs)
+
+
+# One index and one event handler per child kind of the table. A kind whose CRD is not
+# installed (KEDA's ScaledObject) is left unwatched by kopf until the CRD appears.
+for _child in CHILDREN:
+    kopf.index(
+        group=_child.group,
+        version=_child.version,
+        plural=_child.plural,
+        id=_child.index,
+        labels=MANAGED,
+    )(owned)
+    kopf.on.event(
+        group=_child.group,
+        version=_child.version,
+        plural=_child.plural,
+        id=f"{_child.index}-changed",
+        labels=MANAGED,
+    )(child_changed)

@@ -12,6 +12,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter
 
 from .api.crds import GROUP, VERSION
+from .resources.kinds import CHILDREN
 from .resources.names import FIELD_MANAGER, ModelDeploymentRef
 
 API_REQUESTS = Counter(
@@ -22,10 +23,7 @@ API_REQUESTS = Counter(
 
 # kind → (API prefix, plural) for every kind the operator writes.
 _PATHS = {
-    "Deployment": ("/apis/apps/v1", "deployments"),
-    "Service": ("/api/v1", "services"),
-    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
-    "ConfigMap": ("/api/v1", "configmaps"),
+    **{child.kind: (child.api_prefix, child.plural) for child in CHILDREN},
     "ModelDeployment": (f"/apis/{GROUP}/{VERSION}", "modeldeployments"),
     "Event": ("/api/v1", "events"),
 }

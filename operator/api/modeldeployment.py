@@ -82,7 +82,8 @@ class ScalingPolicy(ApiModel):
 
     type: Literal["Pods", "Percent"] = Field(
         description="Pods: at most `value` pods; Percent: at most `value` percent of the "
-        "replicas at the start of the period."
+        "replicas at the start of the period.",
+        examples=["Pods"],
     )
     value: int = Field(ge=1, le=10_000, description="Pods or percent.", examples=[4])
     period_seconds: int = Field(
@@ -119,13 +120,23 @@ class ScalingBehavior(ApiModel):
 
     scale_up: ScalingRules | None = Field(default=None, description="Rules for adding pods.")
     scale_down: ScalingRules | None = Field(default=None, description="Rules for removing pods.")
-    panic_threshold_percent: int = Field(
-        default=200,
+    panic_threshold_percent: int | None = Field(
+        default=None,
         ge=110,
         le=10_000,
         description="When the metric reaches this percent of target, scale up at once, "
-        "skipping the scale-up stabilization window (a burst).",
+        "skipping the scale-up stabilization window (a burst). Default: 200. Mode operator "
+        "only: KEDA's HPA has no panic mode, so mode keda refuses it.",
+        examples=[200],
     )
+
+
+AutoscalingMode = Literal["operator", "keda"]
+DEFAULT_PANIC_THRESHOLD_PERCENT = 200
+DEFAULT_SCALE_UP_WINDOW_SECONDS = 10
+DEFAULT_SCALE_DOWN_WINDOW_SECONDS = 300
+# A Kubernetes object name (DNS subdomain), as KEDA's authenticationRef takes it.
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
 class Autoscaling(ApiModel):
@@ -143,7 +154,27 @@ class Autoscaling(ApiModel):
                 "autoscaling.promql is required when autoscaling.metric is promql, and only then",
                 ".promql",
             ),
+            cel(
+                "!has(self.mode) || self.mode != 'keda' || !has(self.behavior)"
+                " || !has(self.behavior.panicThresholdPercent)",
+                "autoscaling.behavior.panicThresholdPercent has no KEDA equivalent (the HPA has"
+                " no panic mode): remove it, or use mode operator",
+                ".behavior.panicThresholdPercent",
+            ),
+            cel(
+                "(has(self.mode) && self.mode == 'keda') || !has(self.kedaTriggerAuthentication)",
+                "autoscaling.kedaTriggerAuthentication applies only to mode keda",
+                ".kedaTriggerAuthentication",
+            ),
         )
+    )
+
+    mode: AutoscalingMode = Field(
+        default="operator",
+        description="Who scales: `operator`, the operator's own autoscaler (one Prometheus "
+        "query per metric kind per tick, panic mode, explained decisions); `keda`, a KEDA "
+        "ScaledObject the operator writes (same name) whose HPA sets spec.replicas through "
+        "the scale subresource. Needs KEDA installed.",
     )
 
     min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest replicas.")
@@ -172,6 +203,15 @@ class Autoscaling(ApiModel):
     )
     behavior: ScalingBehavior | None = Field(
         default=None, description="Scale-up and scale-down speed (HPA `behavior` style)."
+    )
+    keda_trigger_authentication: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Mode keda: a KEDA TriggerAuthentication in the same namespace with the "
+        "Prometheus credentials (bearer token or TLS, and `authModes`), set as the trigger's "
+        "authenticationRef.",
+        examples=["prometheus-auth"],
     )
 
 
@@ -271,7 +311,8 @@ class ModelDeploymentSpec(Scheduling):
         ge=0,
         le=1000,
         description="Desired pods when autoscaling is off; `kubectl scale` sets it. Ignored "
-        "(with a ScaleIgnored event) while `autoscaling` is set.",
+        "(with a ScaleIgnored event) while `autoscaling` is set in mode operator; in mode keda "
+        "it is what KEDA's HPA writes (kept within minReplicas and maxReplicas).",
         examples=[2],
     )
     server: Server = Field(
@@ -289,6 +330,9 @@ class ModelDeploymentSpec(Scheduling):
 class AutoscalingStatus(ApiModel):
     """What the autoscaler last saw and decided."""
 
+    mode: str | None = Field(
+        default=None, description="Who scales: operator, or keda (through a ScaledObject)."
+    )
     metric: str | None = Field(default=None, description="The metric held at target.")
     current_value: float | None = Field(
         default=None,

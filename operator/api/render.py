@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from ..resources.kinds import render_rbac_rules
 from .crds import GROUP, KINDS, VERSION, Kind, build_crd, openapi_schema
 from .schema import JsonSchema
 
@@ -129,5 +130,13 @@ def render_api_docs() -> str:
     return "\n".join(lines)
 
 
+# The chart's RBAC rules for the children, from the one table of child kinds.
+CHILD_RULES_TEMPLATE = "charts/modelship/templates/_child_rules.tpl"
+
+
 def render_all() -> dict[str, str]:
-    return {**render_crds(), "docs/api.md": render_api_docs()}
+    return {
+        **render_crds(),
+        "docs/api.md": render_api_docs(),
+        CHILD_RULES_TEMPLATE: render_rbac_rules(),
+    }

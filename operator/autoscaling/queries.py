@@ -56,26 +56,33 @@ def _summed(expression: str) -> str:
     return f"sum by ({BY_OBJECT}) ({expression})"
 
 
-def kind_query(metric: str, window: str) -> str:
-    """The query for one built-in metric kind; `window` is a PromQL duration such as "10s"."""
+def object_selector(key: Key) -> str:
+    """Label matchers for one ModelDeployment's series (a KEDA trigger reads one object)."""
+    namespace, name = key
+    return f"{{{NAMESPACE_LABEL}={_quoted(namespace)}, {MODELDEPLOYMENT_LABEL}={_quoted(name)}}}"
+
+
+def kind_query(metric: str, window: str, selector: str = _OURS) -> str:
+    """The query for one built-in metric kind; `window` is a PromQL duration such as "10s".
+    `selector` narrows it (default: every model-server series, for the one query per kind)."""
     if metric == INFLIGHT:
-        return _summed(f"modelship_server_inflight_requests{_OURS}")
+        return _summed(f"modelship_server_inflight_requests{selector}")
     if metric == QUEUE_DEPTH:
-        return _summed(f"modelship_server_queue_depth{_OURS}")
+        return _summed(f"modelship_server_queue_depth{selector}")
     if metric == REQUESTS_PER_SECOND:
-        return _summed(f"rate(:tensorflow:serving:request_count{_OURS}[{window}])")
+        return _summed(f"rate(:tensorflow:serving:request_count{selector}[{window}])")
     if metric == CPU:
         # CPU cores in use, summed; the caller divides by the pods' CPU request.
-        return _summed(f"rate(process_cpu_seconds_total{_OURS}[{window}])")
+        return _summed(f"rate(process_cpu_seconds_total{selector}[{window}])")
     if metric == P99_LATENCY:
         # Microseconds. With no request in the window the quantile is NaN (dropped), so the
         # `or` arm reads an idle deployment (its servers export in-flight 0) as 0: idle scales
         # down rather than holding for lack of data.
         quantile = (
             f"histogram_quantile(0.99, sum by ({BY_OBJECT}, le)"
-            f" (rate(:tensorflow:serving:request_latency_bucket{_OURS}[{window}])))"
+            f" (rate(:tensorflow:serving:request_latency_bucket{selector}[{window}])))"
         )
-        idle = _summed(f"modelship_server_inflight_requests{_OURS}") + " * 0"
+        idle = _summed(f"modelship_server_inflight_requests{selector}") + " * 0"
         return f"({quantile} >= 0) or ({idle})"
     raise ValueError(f"unknown metric kind {metric!r}; known: {', '.join(KINDS)}")
 

@@ -14,7 +14,14 @@ from dataclasses import dataclass, replace
 
 from prometheus_client import Counter, Histogram
 
-from ..api.modeldeployment import Autoscaling, ScalingBehavior, ScalingRules
+from ..api.modeldeployment import (
+    DEFAULT_PANIC_THRESHOLD_PERCENT,
+    DEFAULT_SCALE_DOWN_WINDOW_SECONDS,
+    DEFAULT_SCALE_UP_WINDOW_SECONDS,
+    Autoscaling,
+    ScalingBehavior,
+    ScalingRules,
+)
 from ..autoscaling import decision, queries
 from ..autoscaling.prometheus import PrometheusClient, PrometheusUnavailable
 from ..settings import PrometheusSettings
@@ -39,8 +46,6 @@ DECISIONS = Counter(
     ["direction"],
 )
 log = logging.getLogger(__name__)
-DEFAULT_UP_WINDOW = 10
-DEFAULT_DOWN_WINDOW = 300
 
 
 def utc_now() -> str:
@@ -77,9 +82,9 @@ def behavior_of(behavior: ScalingBehavior | None) -> decision.Behavior:
     """The API's HPA-shaped behavior as the decision rule takes it, with our defaults."""
     behavior = behavior or ScalingBehavior()
     return decision.Behavior(
-        scale_up=_rules(behavior.scale_up, DEFAULT_UP_WINDOW),
-        scale_down=_rules(behavior.scale_down, DEFAULT_DOWN_WINDOW),
-        panic_threshold=behavior.panic_threshold_percent / 100,
+        scale_up=_rules(behavior.scale_up, DEFAULT_SCALE_UP_WINDOW_SECONDS),
+        scale_down=_rules(behavior.scale_down, DEFAULT_SCALE_DOWN_WINDOW_SECONDS),
+        panic_threshold=(behavior.panic_threshold_percent or DEFAULT_PANIC_THRESHOLD_PERCENT) / 100,
     )
 
 

@@ -13,6 +13,7 @@ from ..resources.children import (
     desired_children,
 )
 from ..resources.names import ModelDeploymentRef
+from ..resources.scaledobject import Blocker, MetricsSource, keda_blocker
 from .compare import contains
 from .scaling import ScaleState
 
@@ -56,6 +57,8 @@ class ChildPlan:
     delete: list[tuple[dict[str, Any], Event]] = field(default_factory=list)
     # Set when the apiserver already refused this generation: why, carried into the status.
     refused: str | None = None
+    # Why a keda-mode object gets no ScaledObject (ScalingActive=False), if it does not.
+    scaling_blocker: Blocker | None = None
 
 
 def refused_before(snapshot: Snapshot) -> str | None:
@@ -72,15 +75,19 @@ def refused_before(snapshot: Snapshot) -> str | None:
 
 
 def plan_children(
-    snapshot: Snapshot, spec: ModelDeploymentSpec, replicas: int | None = None
+    snapshot: Snapshot,
+    spec: ModelDeploymentSpec,
+    replicas: int | None = None,
+    metrics: MetricsSource | None = None,
 ) -> ChildPlan:
-    """`replicas` is the autoscaler's count when autoscaling is on (default: spec.replicas)."""
+    """`replicas` is the autoscaler's count when autoscaling is on (default: spec.replicas);
+    `metrics` is the Prometheus a keda-mode ScaledObject reads."""
     refused = refused_before(snapshot)
     if refused is not None:
         return ChildPlan(refused=refused)
-    plan = ChildPlan()
+    plan = ChildPlan(scaling_blocker=keda_blocker(spec, metrics))
     ref = snapshot.ref
-    desired = desired_children(ref, spec, replicas)
+    desired = desired_children(ref, spec, replicas, metrics)
     scale_message = snapshot.scale.message if snapshot.scale is not None else None
     for kind, want in desired.items():
         live = snapshot.children.get(kind)

@@ -7,15 +7,18 @@ import datetime
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from ..api.modeldeployment import ModelDeploymentSpec
+from ..resources.kinds import BY_KIND
 from ..resources.names import ModelDeploymentRef, model_name
-from .plan import INVALID_SPEC, Event, Snapshot, plan_children
-from .scaling import effective_replicas
+from ..resources.scaledobject import Blocker, MetricsSource, is_keda
+from .plan import INVALID_SPEC, ChildPlan, Event, Snapshot, plan_children
+from .scaling import SCALING_ACTIVE, effective_replicas
 from .status import Verdict, build_status, invalid_spec_status, judge
 from .version import VersionProber
 
@@ -40,6 +43,26 @@ def _refused(err: ApiException) -> bool:
     return err.status in (400, 403, 422)
 
 
+def _kind_not_installed(obj: dict[str, Any], err: ApiException) -> Blocker | None:
+    """A child whose CRD comes from another project, refused because the CRD is missing (the
+    apiserver does not know the resource at all: 404 without an object name)."""
+    child = BY_KIND.get(obj["kind"])
+    if child is None or child.provided_by is None or err.status != 404:
+        return None
+    try:
+        details = json.loads(err.body or "{}").get("details") or {}
+    except ValueError:
+        details = {}
+    if details.get("name"):
+        return None  # a named object is missing (the namespace, say): not the API
+    return Blocker(
+        f"{child.provided_by}NotInstalled",
+        f"cannot write {child.kind} {obj['metadata']['name']}: the cluster does not serve "
+        f"{child.crd_name} ({child.api_version}); install {child.provided_by}, or set "
+        "spec.autoscaling.mode to operator. Retried at every resync.",
+    )
+
+
 def _reason_of(err: ApiException) -> str:
     try:
         message = json.loads(err.body or "{}").get("message")
@@ -48,15 +71,55 @@ def _reason_of(err: ApiException) -> str:
     return str(message or err.reason or err)
 
 
+@dataclass
+class Written:
+    """What performing a child plan did."""
+
+    writes: int = 0
+    events: list[Event] = field(default_factory=list)
+    refused: str | None = None  # the apiserver's refusal of a child, naming it
+    blocker: Blocker | None = None  # why a keda-mode object has no ScaledObject
+    applied_deployment: bool = False
+
+
+def _write_children(plan: ChildPlan, api: Writer) -> Written:
+    """Apply, then delete (only when nothing was refused: a refused spec keeps what runs)."""
+    done = Written(refused=plan.refused, blocker=plan.scaling_blocker)
+    for obj, event in plan.apply:
+        try:
+            api.apply(obj)
+        except ApiException as err:
+            missing = _kind_not_installed(obj, err)
+            if missing is not None:
+                done.blocker = missing
+                continue
+            if not _refused(err):
+                raise
+            done.refused = f"{obj['kind']} {obj['metadata']['name']}: {_reason_of(err)}"
+            done.events.append(Event("Warning", INVALID_SPEC, done.refused))
+            break
+        done.writes += 1
+        done.events.append(event)
+        done.applied_deployment |= obj["kind"] == "Deployment"
+    if done.refused is None:
+        for obj, event in plan.delete:
+            api.delete(obj)
+            done.writes += 1
+            done.events.append(event)
+    return done
+
+
 def reconcile(
     snapshot: Snapshot,
     api: Writer,
     now: Callable[[], str] = utc_now,
     prober: VersionProber | None = None,
+    metrics: MetricsSource | None = None,
 ) -> int:
     """Returns the number of writes made. Transient API errors propagate (the queue retries
     with backoff); refusals become Stalled=True for this generation and are not retried until
-    the spec changes."""
+    the spec changes. `metrics` is the Prometheus a keda-mode ScaledObject reads; a child whose
+    CRD is not installed (KEDA's) sets ScalingActive=False and the others go on."""
     ref = snapshot.ref
     writes = 0
     try:
@@ -70,30 +133,14 @@ def reconcile(
         return writes
     deployment = snapshot.children.get("Deployment")
     replicas = effective_replicas(spec, snapshot.status, deployment, snapshot.scale)
-    plan = plan_children(snapshot, spec, replicas)
-    apply_error = plan.refused
-    applied_deployment = False
-    events: list[Event] = []
-    for obj, event in plan.apply:
-        try:
-            api.apply(obj)
-        except ApiException as err:
-            if not _refused(err):
-                raise
-            apply_error = f"{obj['kind']} {obj['metadata']['name']}: {_reason_of(err)}"
-            events.append(Event("Warning", INVALID_SPEC, apply_error))
-            break
-        writes += 1
-        events.append(event)
-        applied_deployment |= obj["kind"] == "Deployment"
-    if apply_error is None:
-        for obj, event in plan.delete:
-            api.delete(obj)
-            writes += 1
-            events.append(event)
+    plan = plan_children(snapshot, spec, replicas, metrics)
+    done = _write_children(plan, api)
+    writes += done.writes
+    events: list[Event] = list(done.events)
+    apply_error = done.refused
 
     verdict = judge(spec, deployment, snapshot.pods, apply_error, replicas)
-    if applied_deployment:
+    if done.applied_deployment:
         # The Deployment we just wrote has not been observed yet; Ready would be a lie.
         verdict = Verdict(
             False, "RollingOut", f"rolling out generation {ref.generation}", stalled=False
@@ -112,10 +159,11 @@ def reconcile(
         version,
         replicas=replicas,
         scale=snapshot.scale,
+        scaling_blocker=done.blocker,
     )
     events += _scale_ignored_events(snapshot, spec, replicas)
     if status != snapshot.status:
-        events += _transition_events(snapshot, verdict)
+        events += _transition_events(snapshot, verdict) + _blocker_events(snapshot, done.blocker)
         api.apply_status(ref, status)
         writes += 1
     for event in _merged(events):
@@ -137,13 +185,27 @@ def _scale_ignored_events(
     snapshot: Snapshot, spec: ModelDeploymentSpec, replicas: int
 ) -> list[Event]:
     """A `kubectl scale` while the autoscaler owns the count: say it changed nothing."""
-    if not snapshot.scale_ignored or spec.replicas == replicas:
+    if not snapshot.scale_ignored or spec.replicas == replicas or is_keda(spec):
         return []
     message = (
         f"spec.replicas={spec.replicas} is ignored while spec.autoscaling is set; the "
         f"autoscaler keeps {replicas} (set autoscaling.minReplicas/maxReplicas instead)"
     )
     return [Event("Warning", "ScaleIgnored", message)]
+
+
+def _blocker_events(snapshot: Snapshot, blocker: Blocker | None) -> list[Event]:
+    """A warning when a keda-mode object first cannot get its ScaledObject, or for a new
+    reason."""
+    if blocker is None:
+        return []
+    before = next(
+        (c for c in snapshot.status.get("conditions", []) if c.get("type") == SCALING_ACTIVE),
+        None,
+    )
+    if before is not None and before.get("reason") == blocker.reason:
+        return []
+    return [Event("Warning", blocker.reason, blocker.message)]
 
 
 def _transition_events(snapshot: Snapshot, verdict: Verdict) -> list[Event]:

@@ -11,13 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
-from kubernetes.utils.quantity import parse_quantity
 from pydantic import ValidationError
 from urllib3.exceptions import HTTPError
 
 from ..api.modeldeployment import ModelDeploymentSpec
 from ..kube import KubeApi, load_client_config
-from ..resources.children import CHILD_KINDS
+from ..resources.kinds import BY_KIND, CHILDREN
+from ..resources.scaledobject import MetricsSource
+from ..resources.scheduling import cpu_request_cores
 from ..settings import PrometheusSettings
 from .autoscaler import Autoscaler, Target, client_for
 from .plan import Snapshot
@@ -32,13 +33,7 @@ log = logging.getLogger(__name__)
 # Names of the kopf indexes (handlers.py) holding each kind's objects by owner key.
 MODEL_DEPLOYMENTS = "modeldeployments"
 PODS = "pods"
-CHILD_INDEXES = {
-    "Deployment": "deployments",
-    "Service": "services",
-    "PodDisruptionBudget": "poddisruptionbudgets",
-    "ConfigMap": "configmaps",
-}
-assert set(CHILD_INDEXES) == set(CHILD_KINDS)
+CHILD_INDEXES = {child.kind: child.index for child in CHILDREN}
 
 
 def _only(values: Iterable[Any] | None) -> Any:
@@ -56,6 +51,8 @@ class Controller:
         self._executor: ThreadPoolExecutor | None = None
         self._prober: VersionProber | None = None
         self._autoscaler: Autoscaler | None = None
+        # Where keda-mode ScaledObjects read metrics: the operator's own Prometheus.
+        self._metrics: MetricsSource | None = None
         # The autoscaler's latest state per key, read by snapshots (both on the event loop).
         self.scale: dict[Key, ScaleState] = {}
         # spec.replicas last seen per autoscaled key, to tell a `kubectl scale` it is ignored.
@@ -77,6 +74,9 @@ class Controller:
         self._tasks = [asyncio.create_task(self._work()) for _ in range(workers)]
         self._tasks.append(asyncio.create_task(self._resync(resync_seconds)))
         prometheus = prometheus or PrometheusSettings()
+        self._metrics = MetricsSource(
+            prometheus.url, prometheus.rate_window, prometheus.insecure_skip_verify
+        )
         self._autoscaler = Autoscaler(client_for(prometheus), window=prometheus.rate_window)
         self._tasks.append(asyncio.create_task(self._autoscale(autoscale_tick)))
 
@@ -112,10 +112,13 @@ class Controller:
         )
 
     def _scale_ignored(self, key: Key, body: dict[str, Any]) -> bool:
-        """spec.replicas changed since last seen while autoscaling is on (kubectl scale)."""
+        """spec.replicas changed since last seen while the operator autoscales (kubectl scale);
+        in mode keda spec.replicas is KEDA's to write."""
         spec = body.get("spec") or {}
         replicas = spec.get("replicas")
-        if not spec.get("autoscaling") or not isinstance(replicas, int):
+        autoscaling = spec.get("autoscaling")
+        keda = isinstance(autoscaling, dict) and autoscaling.get("mode") == "keda"
+        if not autoscaling or keda or not isinstance(replicas, int):
             self._spec_replicas.pop(key, None)
             return False
         before = self._spec_replicas.get(key)
@@ -149,9 +152,9 @@ class Controller:
             if body is None:
                 continue
             spec = self._spec(key, body)
-            if spec is None or spec.autoscaling is None:
+            if spec is None or spec.autoscaling is None or spec.autoscaling.mode == "keda":
                 continue
-            deployment = _only(self._indexes.get(CHILD_INDEXES["Deployment"], {}).get(key))
+            deployment = _only(self._indexes.get(BY_KIND["Deployment"].index, {}).get(key))
             current = effective_replicas(
                 spec, body.get("status") or {}, deployment, self.scale.get(key)
             )
@@ -162,7 +165,7 @@ class Controller:
                     autoscaling=spec.autoscaling,
                     current=current,
                     ready_pods=sum(1 for pod in pods if pod_ready(pod)),
-                    cpu_request=_cpu_request(spec),
+                    cpu_request=cpu_request_cores(spec.server.resources),
                 )
             )
         return targets
@@ -209,7 +212,13 @@ class Controller:
                 elif snapshot is not None and self._api is not None:
                     await loop.run_in_executor(
                         self._executor,
-                        functools.partial(reconcile, snapshot, self._api, prober=self._prober),
+                        functools.partial(
+                            reconcile,
+                            snapshot,
+                            self._api,
+                            prober=self._prober,
+                            metrics=self._metrics,
+                        ),
                     )
                 self.queue.forget(key)
             except (ApiException, HTTPError, OSError) as err:
@@ -231,17 +240,6 @@ class Controller:
             await asyncio.sleep(interval)
             for key in list(self._indexes.get(MODEL_DEPLOYMENTS, {})):
                 self.queue.add(key)
-
-
-def _cpu_request(spec: ModelDeploymentSpec) -> float | None:
-    resources = spec.server.resources
-    cpu = (resources.requests or {}).get("cpu") if resources else None
-    if cpu is None:
-        return None
-    try:
-        return float(parse_quantity(cpu))  # type: ignore[no-untyped-call]
-    except ValueError:
-        return None
 
 
 CONTROLLER = Controller()

@@ -1,6 +1,8 @@
 """What the autoscaler's latest decision means for one reconcile: the replica count the
 Deployment gets, `status.autoscaling`, and the ScalingActive condition. Pure: the autoscaler
-loop (autoscaler.py) produces `ScaleState`s, the reconcile reads them through its snapshot."""
+loop (autoscaler.py) produces `ScaleState`s, the reconcile reads them through its snapshot.
+In mode keda the operator decides nothing: KEDA's HPA writes spec.replicas through the scale
+subresource, and the Deployment follows it."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api.modeldeployment import ModelDeploymentSpec
+from ..resources.scaledobject import Blocker, is_keda
 
 SCALING_ACTIVE = "ScalingActive"
 
@@ -39,11 +42,14 @@ def effective_replicas(
     deployment: dict[str, Any] | None,
     state: ScaleState | None,
 ) -> int:
-    """spec.replicas without autoscaling. With it: the autoscaler's latest count, else the one
-    it wrote before a restart (status), else what the Deployment runs, else minReplicas; always
-    within [minReplicas, maxReplicas] so an edited bound acts at once."""
+    """spec.replicas without autoscaling, and in mode keda (KEDA's HPA writes it). In mode
+    operator: the autoscaler's latest count, else the one it wrote before a restart (status),
+    else what the Deployment runs, else minReplicas. With autoscaling always within
+    [minReplicas, maxReplicas], so an edited bound acts at once."""
     if spec.autoscaling is None:
         return spec.replicas
+    if is_keda(spec):
+        return _clamp(spec.replicas, spec)
     if state is not None:
         return _clamp(state.desired, spec)
     written = (status.get("autoscaling") or {}).get("desiredReplicas")
@@ -60,19 +66,40 @@ def autoscaling_status(
     replicas: int,
     state: ScaleState | None,
     previous: dict[str, Any],
+    *,
+    name: str = "",
+    blocker: Blocker | None = None,
 ) -> dict[str, Any] | None:
-    """`status.autoscaling`; after a restart (no state yet) the last one written is kept."""
+    """`status.autoscaling`; after a restart (no state yet) the last one written is kept.
+    `name` and `blocker` are for mode keda: the ScaledObject's name, and why there is none."""
     if spec.autoscaling is None:
         return None
+    if is_keda(spec):
+        message = (
+            f"KEDA scales spec.replicas through ScaledObject {name} (HPA keda-hpa-{name}); "
+            "the Deployment follows it"
+            if blocker is None
+            else f"replicas stay at spec.replicas: {blocker.message}"
+        )
+        return {
+            "mode": "keda",
+            "metric": spec.autoscaling.metric,
+            "target": spec.autoscaling.target,
+            "desiredReplicas": replicas,
+            "reason": "KEDA" if blocker is None else blocker.reason,
+            "message": message,
+        }
     before: dict[str, Any] = dict(previous.get("autoscaling") or {})
     if state is None:
         return {
             **before,
+            "mode": "operator",
             "metric": spec.autoscaling.metric,
             "target": spec.autoscaling.target,
             "desiredReplicas": replicas,
         }
     status: dict[str, Any] = {
+        "mode": "operator",
         "metric": state.metric,
         "target": state.target,
         "desiredReplicas": replicas,
@@ -88,13 +115,19 @@ def autoscaling_status(
 
 
 def scaling_condition(
-    spec: ModelDeploymentSpec, state: ScaleState | None, previous: dict[str, Any]
+    spec: ModelDeploymentSpec,
+    state: ScaleState | None,
+    previous: dict[str, Any],
+    blocker: Blocker | None = None,
 ) -> tuple[str, str, str] | None:
     """(status, reason, message) of ScalingActive, None without autoscaling. Prometheus trouble
     is reported here and never as Stalled: the spec is fine, the autoscaler holds replicas and
-    recovers by itself."""
+    recovers by itself. In mode keda KEDA reports on its own ScaledObject, so the condition is
+    there only while the operator cannot hand scaling to KEDA (`blocker`)."""
     if spec.autoscaling is None:
         return None
+    if is_keda(spec):
+        return None if blocker is None else ("False", blocker.reason, blocker.message)
     if state is None:
         kept = next(
             (c for c in previous.get("conditions", []) if c.get("type") == SCALING_ACTIVE), None

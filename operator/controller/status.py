@@ -13,6 +13,7 @@ from ..resources.names import (
     rest_url,
     selector_string,
 )
+from ..resources.scaledobject import Blocker
 from ..resources.storage import FETCH_CONTAINER
 from .scaling import SCALING_ACTIVE, ScaleState, autoscaling_status, scaling_condition
 
@@ -192,6 +193,7 @@ def build_status(
     *,
     replicas: int | None = None,
     scale: ScaleState | None = None,
+    scaling_blocker: Blocker | None = None,
 ) -> dict[str, Any]:
     dep_status = (deployment or {}).get("status", {})
     old = {c["type"]: c for c in previous.get("conditions", []) if "type" in c}
@@ -230,10 +232,12 @@ def build_status(
     if model_version:
         status["modelVersion"] = model_version
     desired = spec.replicas if replicas is None else replicas
-    autoscaling = autoscaling_status(spec, desired, scale, previous)
+    autoscaling = autoscaling_status(
+        spec, desired, scale, previous, name=ref.name, blocker=scaling_blocker
+    )
     if autoscaling is not None:
         status["autoscaling"] = autoscaling
-    active = scaling_condition(spec, scale, previous)
+    active = scaling_condition(spec, scale, previous, scaling_blocker)
     if active is not None:
         cond_status, reason, message = active
         status["conditions"].append(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..api.common import GPU, Toleration
+from kubernetes.utils.quantity import parse_quantity
+
+from ..api.common import GPU, ResourceRequirements, Toleration
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -59,3 +61,14 @@ def resources(base: dict[str, Any] | None, gpu: GPU | None) -> dict[str, Any]:
     if gpu is not None and gpu.count > 0:
         result.setdefault("limits", {})[GPU_RESOURCE] = str(gpu.count)
     return result
+
+
+def cpu_request_cores(resources: ResourceRequirements | None) -> float | None:
+    """The container's CPU request in cores (cpuUtilization is a percent of it), if set."""
+    cpu = (resources.requests or {}).get("cpu") if resources else None
+    if cpu is None:
+        return None
+    try:
+        return float(parse_quantity(cpu))  # type: ignore[no-untyped-call]
+    except ValueError:
+        return None

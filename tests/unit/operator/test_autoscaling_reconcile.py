@@ -96,6 +96,7 @@ def test_a_scale_decision_sets_the_deployment_the_status_and_one_event() -> None
     assert deployment["spec"]["replicas"] == 5
     (status,) = api.statuses
     assert status["autoscaling"] == {
+        "mode": "operator",
         "metric": "inflightRequests",
         "target": 16,
         "desiredReplicas": 5,
