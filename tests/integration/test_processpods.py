@@ -4,6 +4,7 @@ real processes, and their status says what happened, as a kubelet's would."""
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -37,6 +38,9 @@ class ProcessPods:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.fakeapp = fakeapp
         self.process: subprocess.Popen[bytes] | None = None
+        # Its own slice of the pod range: another cluster on this machine may run process
+        # pods too, and loopback addresses are machine-wide.
+        self.pod_cidr = f"127.77.{random.randrange(100, 250)}.0/24"
 
     @property
     def log(self) -> Path:
@@ -56,6 +60,7 @@ class ProcessPods:
                     f"--extra-image=example.test/fakeapp={self.fakeapp}",
                     "--backoff-base=1",
                     "--backoff-cap=4",
+                    f"--pod-cidr={self.pod_cidr}",
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,

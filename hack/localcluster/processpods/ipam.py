@@ -40,7 +40,8 @@ class AddressPool:
             if uid in self._held:
                 return self._held[uid]
             taken = set(self._held.values()) | set(elsewhere)
-            if preferred and self.usable(preferred) and preferred not in taken:
+            # The pod's address stays even if the range changed: the API refuses a new one.
+            if preferred and _loopback(preferred) and preferred not in taken:
                 self._held[uid] = preferred
                 return preferred
             for ip in self._network.hosts():
@@ -58,3 +59,10 @@ class AddressPool:
     def held(self) -> dict[str, str]:
         with self._lock:
             return dict(self._held)
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.IPv4Address(address).is_loopback
+    except ValueError:
+        return False

@@ -97,16 +97,16 @@ class NodeKeeper(threading.Thread):
         self._kube = kube
         self._nodes = list(nodes)
         self._interval = interval
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._failing: set[str] = set()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.beat()
-            self._stop.wait(self._interval)
+            self._halt.wait(self._interval)
 
     def beat(self) -> None:
         for name in self._nodes:

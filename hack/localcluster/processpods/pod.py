@@ -445,7 +445,7 @@ class PodWorker(threading.Thread):
 
     # ---- probes ---------------------------------------------------------------------------------
 
-    def _target(self, run: ContainerRun) -> ProbeTarget:
+    def _probe_target(self, run: ContainerRun) -> ProbeTarget:
         assert self.pod_ip is not None
         spec = run.spec
         pod_ip = self.pod_ip
@@ -469,7 +469,7 @@ class PodWorker(threading.Thread):
     def _check(self, run: ContainerRun, kind: str) -> bool:
         tracker = run.probes[kind]
         try:
-            return handler_check(run.spec[kind], self._target(run), tracker.timing.timeout)
+            return handler_check(run.spec[kind], self._probe_target(run), tracker.timing.timeout)
         except ProbeError as err:
             self._note(f"{run.name} {kind}: {err}")
             return False
@@ -628,7 +628,7 @@ class PodWorker(threading.Thread):
                     while time.monotonic() < min(end, deadline()):
                         time.sleep(0.05)
                 else:
-                    handler_check(hook, self._target(run), remaining)
+                    handler_check(hook, self._probe_target(run), remaining)
                 log.info("%s: preStop of %s done", self.key, run.name)
             except Exception as err:
                 self._note(f"preStop of {run.name} failed: {err}")

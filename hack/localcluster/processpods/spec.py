@@ -57,12 +57,21 @@ def local_path(path: str, table: Sequence[Mount]) -> str:
     return path
 
 
+FILE_SCHEME = "file://"
+
+
+def _local_value(value: str, table: Sequence[Mount]) -> str:
+    if value.startswith(FILE_SCHEME):
+        return FILE_SCHEME + local_path(value[len(FILE_SCHEME) :], table)
+    return local_path(value, table)
+
+
 def map_arg(arg: str, table: Sequence[Mount]) -> str:
-    """`--flag=/mnt/x` and a bare `/mnt/x` point into the mount's folder."""
+    """`--flag=/mnt/x`, a bare `/mnt/x` and `file:///mnt/x` point into the mount's folder."""
     if arg.startswith("-") and "=" in arg:
         flag, value = arg.split("=", 1)
-        return f"{flag}={local_path(value, table)}"
-    return local_path(arg, table)
+        return f"{flag}={_local_value(value, table)}"
+    return _local_value(arg, table)
 
 
 def map_argv(argv: Sequence[str], table: Sequence[Mount]) -> list[str]:
