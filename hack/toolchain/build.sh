@@ -4,6 +4,8 @@
 #   $MODELSHIP_CACHE/bin/<version-key>/{etcd,kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,kwok,helm}
 #   …plus versitygw and fake-gcs-server, the S3 / GCS API servers the storage tests run against,
 #   and Prometheus (with Kubernetes discovery, which Debian's package lacks).
+# It also copies CRDs of other projects out of their Go modules (source only, nothing is built):
+#   $MODELSHIP_CACHE/crds/<name>-<version>/*.yaml   (KEDA, prometheus-operator)
 # A tool whose binary is already cached is skipped, so a warm run does nothing.
 # Prints the directory holding the binaries on its last line.
 set -euo pipefail
@@ -96,5 +98,25 @@ go_install fake-gcs-server "$FAKE_GCS_SERVER_VERSION" github.com/fsouza/fake-gcs
 # Only the discovery the local cluster uses (kubernetes; file and http are always in): a shorter build.
 GOFLAGS="$GOFLAGS -tags=remove_all_sd,enable_kubernetes_sd" \
   go_install prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/prometheus
+# fetch_crds NAME MODULE VERSION FILE...: copy CRD files of a Go module into $cache/crds/NAME-VERSION.
+fetch_crds() {
+  local name=$1 module=$2 v=$3 dest f dir missing=()
+  shift 3
+  dest="$cache/crds/$name-$v"
+  for f in "$@"; do [ -s "$dest/$(basename "$f")" ] || missing+=("$f"); done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  log "fetching $name $v CRDs from $module"
+  dir=$(go mod download -json "$module@$v" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+  [ -n "$dir" ] || { log "go mod download gave no directory for $module@$v"; return 1; }
+  mkdir -p "$dest"
+  # Module cache files are read-only; the copies need not be.
+  for f in "${missing[@]}"; do install -m 0644 "$dir/$f" "$dest/"; done
+}
+
+fetch_crds keda github.com/kedacore/keda/v2 "$KEDA_VERSION" config/crd/bases/keda.sh_scaledobjects.yaml
+fetch_crds prometheus-operator github.com/prometheus-operator/prometheus-operator "$PROMETHEUS_OPERATOR_VERSION" \
+  example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml \
+  example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml \
+  example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml
 build_kubernetes
 echo "$bindir"
