@@ -7,7 +7,6 @@ run it. Installing modelship into the cluster is `product.py`'s job."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import logging
 import signal
@@ -30,7 +29,7 @@ from .components.etcd import Etcd
 from .components.kwok import POD_CIDR, Kwok
 from .components.modelstore import ModelStore
 from .components.process import ClusterError, Command, Supervisor, free_port
-from .components.processpods import ProcessPods
+from .components.processpods import ProcessPods, node_cidr, pick_process_cidr
 from .components.prometheus import Prometheus
 from .components.scheduler import Scheduler
 from .components.serviceproxy import ServiceProxy
@@ -69,15 +68,6 @@ IDENTITIES: dict[str, tuple[str, str | None]] = {
 }
 
 
-def module_available(module: str) -> bool:
-    """TEMPORARY: the process-pod kubelet and the service proxy are written in parallel with
-    this module; until both can run (`python -m`), a cluster starts without the missing one."""
-    try:
-        return importlib.util.find_spec(f"{module}.__main__") is not None
-    except ImportError:
-        return False
-
-
 @dataclass
 class LocalCluster:
     """One cluster rooted at `root` (pki/, logs/, etcd/, kubeconfig, state.json...).
@@ -89,6 +79,8 @@ class LocalCluster:
     bin_dir: Path = field(default_factory=default_bin_dir)
     pools: tuple[NodePool, ...] | list[NodePool] = DEFAULT_POOLS
     pod_cidr: str = POD_CIDR
+    # Loopback range the process nodes' pods get their addresses from.
+    process_cidr: str = field(default_factory=pick_process_cidr)
     serving: bool = True
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
@@ -153,15 +145,11 @@ class LocalCluster:
             Kwok(pod_cidr=self.pod_cidr),
         ]
         if self.serving:
-            if module_available("modelship_localcluster.processpods"):
-                listed += [ProcessPods(node) for node in process_nodes(self.pools)]
-            elif process_nodes(self.pools):
-                log.warning("modelship_localcluster.processpods missing: no process nodes")
-            if module_available("modelship_localcluster.serviceproxy"):
-                listed.append(ServiceProxy())
-            else:
-                log.warning("modelship_localcluster.serviceproxy missing: no service proxy")
-            listed += [Prometheus(), ModelStore()]
+            listed += [
+                ProcessPods(node, node_cidr(self.process_cidr, i))
+                for i, node in enumerate(process_nodes(self.pools))
+            ]
+            listed += [ServiceProxy(), Prometheus(), ModelStore()]
         return {component.name: component for component in listed}
 
     def start_component(self, name: str, timeout: float = 60) -> None:
@@ -253,6 +241,7 @@ class LocalCluster:
             "bin_dir": str(self.bin_dir),
             "pools": [dataclasses.asdict(pool) for pool in self.pools],
             "pod_cidr": self.pod_cidr,
+            "process_cidr": self.process_cidr,
             "serving": self.serving,
         }
         (self.root / STATE_FILE).write_text(json.dumps(state, indent=2))
@@ -269,6 +258,7 @@ class LocalCluster:
             bin_dir=Path(state["bin_dir"]),
             pools=[NodePool(**pool) for pool in state.get("pools", [])] or DEFAULT_POOLS,
             pod_cidr=state.get("pod_cidr", POD_CIDR),
+            process_cidr=state.get("process_cidr", pick_process_cidr()),
             serving=state.get("serving", True),
             ports=state["ports"],
             pids=state["pids"],

@@ -4,16 +4,21 @@ model store's keys and Secret, the shell exports."""
 from __future__ import annotations
 
 import base64
+import ipaddress
+import random
 from pathlib import Path
 from typing import Any
 
 import pytest
-from modelship_localcluster import cluster as cluster_module
 from modelship_localcluster.cli import shell_exports
 from modelship_localcluster.cluster import LocalCluster
 from modelship_localcluster.components import modelstore, prometheus
 from modelship_localcluster.components.apiserver import OPERATOR_USER, audit_policy
-from modelship_localcluster.components.processpods import processpods_command
+from modelship_localcluster.components.processpods import (
+    node_cidr,
+    pick_process_cidr,
+    processpods_command,
+)
 from modelship_localcluster.components.serviceproxy import serviceproxy_command
 from modelship_localcluster.nodes import NodePool
 from modelship_localcluster.product import operator_command
@@ -178,9 +183,25 @@ def test_seed_objects_sit_under_the_model_version(tmp_path: Path) -> None:
     ]
 
 
+def test_process_pod_ranges_are_per_cluster_and_per_node() -> None:
+    cluster = pick_process_cidr(random.Random(3))
+    network = ipaddress.IPv4Network(cluster)
+    assert network.prefixlen == 20
+    assert network.subnet_of(ipaddress.IPv4Network("127.77.0.0/16"))
+    first, second = node_cidr(cluster, 0), node_cidr(cluster, 1)
+    assert first != second
+    assert ipaddress.IPv4Network(first).subnet_of(network)
+    assert ipaddress.IPv4Network(second).subnet_of(network)
+
+
 def test_process_kubelet_and_proxy_commands() -> None:
     kubelet = processpods_command(
-        "/py", Path("/c/pki/processpods.kubeconfig"), "process-0", Path("/c/pods"), Path("/c/l")
+        "/py",
+        Path("/c/pki/processpods.kubeconfig"),
+        "process-0",
+        Path("/c/pods"),
+        Path("/c/l"),
+        "127.77.16.0/24",
     )
     assert kubelet.argv == [
         "/py",
@@ -190,6 +211,7 @@ def test_process_kubelet_and_proxy_commands() -> None:
         "--node=process-0",
         "--workdir=/c/pods",
         "--logs=/c/l",
+        "--pod-cidr=127.77.16.0/24",
     ]
     proxy = serviceproxy_command("/py", Path("/c/pki/serviceproxy.kubeconfig"), 3128)
     assert proxy.argv[-2:] == [
@@ -240,10 +262,7 @@ def test_control_plane_only_cluster_runs_no_serving_components(tmp_path: Path) -
     ]
 
 
-def test_every_process_node_gets_its_kubelet_after_the_control_plane(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(cluster_module, "module_available", lambda module: True)
+def test_every_process_node_gets_its_kubelet_after_the_control_plane(tmp_path: Path) -> None:
     pools = [NodePool("cpu", 1), NodePool("proc", 2, runs_processes=True)]
     local = LocalCluster(root=tmp_path, pools=pools)
     assert list(local.components())[5:] == [
@@ -256,11 +275,8 @@ def test_every_process_node_gets_its_kubelet_after_the_control_plane(
     assert [n["metadata"]["name"] for n in local._node_objects()] == ["cpu-0", "proc-0", "proc-1"]
 
 
-def test_process_nodes_without_a_kubelet_are_not_created(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(cluster_module, "module_available", lambda module: False)
+def test_process_nodes_without_a_kubelet_are_not_created(tmp_path: Path) -> None:
     pools = [NodePool("cpu", 1), NodePool("proc", 1, runs_processes=True)]
-    local = LocalCluster(root=tmp_path, pools=pools)
+    local = LocalCluster(root=tmp_path, pools=pools, serving=False)
     assert [n["metadata"]["name"] for n in local._node_objects()] == ["cpu-0"]
     assert "serviceproxy" not in local.components()
