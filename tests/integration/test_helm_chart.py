@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -104,6 +105,83 @@ def test_prometheus_address_and_secrets_reach_the_operator() -> None:
     assert parsed.returncode == 0, parsed.stderr
 
 
+def _monitoring_objects(*extra: str) -> dict[str, dict[str, object]]:
+    result = _helm(
+        "template",
+        "ms",
+        str(CHART),
+        "--namespace=ops",
+        KUBE_VERSION,
+        "--set",
+        "monitoring.podMonitor.enabled=true,monitoring.serviceMonitor.enabled=true,"
+        "monitoring.prometheusRule.enabled=true",
+        *extra,
+    )
+    assert result.returncode == 0, result.stderr
+    return {d["kind"]: d for d in yaml.safe_load_all(result.stdout) if d}
+
+
+def test_monitoring_objects_are_off_by_default() -> None:
+    result = _helm("template", "ms", str(CHART), KUBE_VERSION)
+    assert result.returncode == 0, result.stderr
+    kinds = {d["kind"] for d in yaml.safe_load_all(result.stdout) if d}
+    assert not kinds & {"PodMonitor", "ServiceMonitor", "PrometheusRule", "Service"}
+
+
+def test_pod_monitor_gives_the_labels_the_autoscaler_groups_by() -> None:
+    docs = _monitoring_objects("--set", "monitoring.podMonitor.interval=2s")
+    spec: dict[str, Any] = docs["PodMonitor"]["spec"]  # type: ignore[assignment]
+    assert spec["namespaceSelector"] == {"any": True}
+    assert spec["selector"]["matchLabels"] == {"app.kubernetes.io/name": "modelship-server"}
+    (endpoint,) = spec["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == ("http", "/metrics", "2s")
+    targets = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
+    assert targets == {
+        "namespace": ["__meta_kubernetes_namespace"],
+        # The pod label modelship.dev/modeldeployment, as Kubernetes discovery spells it.
+        "modeldeployment": ["__meta_kubernetes_pod_label_modelship_dev_modeldeployment"],
+        "pod": ["__meta_kubernetes_pod_name"],
+    }
+
+
+def test_service_monitor_scrapes_the_operators_metrics_port() -> None:
+    docs = _monitoring_objects("--set", "metrics.port=9100,monitoring.labels.release=kps")
+    service: dict[str, Any] = docs["Service"]  # type: ignore[assignment]
+    monitor: dict[str, Any] = docs["ServiceMonitor"]  # type: ignore[assignment]
+    deployment: dict[str, Any] = docs["Deployment"]  # type: ignore[assignment]
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 9100, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+
+
+def test_recording_rules_cover_every_builtin_metric_kind() -> None:
+    docs = _monitoring_objects("--set", "monitoring.prometheusRule.rateWindow=1m")
+    rule: dict[str, Any] = docs["PrometheusRule"]  # type: ignore[assignment]
+    records = {r["record"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    for metric in (
+        "modelship_server_inflight_requests",
+        "modelship_server_queue_depth",
+        ":tensorflow:serving:request_count",
+        "process_cpu_seconds_total",
+        ":tensorflow:serving:request_latency_bucket",
+    ):
+        assert any(metric in expr for expr in records.values()), metric
+    for name, expr in records.items():
+        level, _, _ = name.split(":")
+        assert level.startswith("namespace_modeldeployment"), name
+        if "rate(" in expr:
+            assert "[1m]" in expr
+            assert name.endswith("_rate1m"), name
+
+
 @pytest.mark.parametrize(
     ("setting", "field"),
     [
@@ -115,6 +193,10 @@ def test_prometheus_address_and_secrets_reach_the_operator() -> None:
         ("prometheus.url=ftp://prom", "url"),
         ("prometheus.tlsSecret.name=Bad_Name", "name"),
         ("autoscaler.tickSeconds=0", "tickSeconds"),
+        ("monitoring.podMonitor.interval=often", "interval"),
+        ("monitoring.serviceMonitor.enabled=maybe", "enabled"),
+        ("monitoring.prometheusRule.rateWindow=1d", "rateWindow"),
+        ("monitoring.grafana.enabled=true", "grafana"),
     ],
 )
 def test_schema_rejects_bad_values_naming_the_field(setting: str, field: str) -> None:
