@@ -81,7 +81,7 @@ def test_load_scales_up_to_the_target_and_back_down_without_a_failed_request(
     assert _replicas(operator, ns, "hp2")[0] == 1
 
     url = f"http://hp2.{ns}.svc:8501/v1/models/hp2:predict"
-    load = LoadGenerator(operator.proxy_url, url, BODY, expect=b"[2.5, 3.0, 4.5]")
+    load = LoadGenerator(operator.proxy_url, url, BODY, expect=b'"predictions":[2.5,3.0,4.5]')
     load.start(rate=30)
     seen: list[int] = []
     try:
@@ -176,6 +176,15 @@ def test_a_bad_promql_query_is_named_and_does_not_stop_the_others(
     _served(
         operator,
         ns,
+        "unknown",
+        maxReplicas=2,
+        metric="promql",
+        promql="sum(no_such_function(modelship_server_inflight_requests))",
+        target=5,
+    )
+    _served(
+        operator,
+        ns,
         "custom",
         maxReplicas=2,
         metric="promql",
@@ -187,9 +196,19 @@ def test_a_bad_promql_query_is_named_and_does_not_stop_the_others(
         lambda: (c := _scaling_active(operator, ns, "broken")).get("status") == "False" and c,
         timeout=240,
     )
+    # Refused before it is combined with the others' queries: it could close their wrapper.
     assert bad["reason"] == "QueryFailed"
-    assert "parse error" in bad["message"]
+    assert "bracket(s) left open" in bad["message"]
     assert "sum(rate(modelship_server_inflight_requests[5s]" in bad["message"]
+    # Refused by Prometheus itself, with its own words.
+    unknown = wait_for(
+        "ScalingActive=False for the unknown function",
+        lambda: (c := _scaling_active(operator, ns, "unknown")).get("status") == "False" and c,
+        timeout=240,
+    )
+    assert unknown["reason"] == "QueryFailed"
+    assert "no_such_function" in unknown["message"]
+    assert "parse error" in unknown["message"]
     wait_for(
         "the good query keeps working",
         lambda: _scaling_active(operator, ns, "custom").get("status") == "True",
