@@ -159,6 +159,24 @@ def test_replicas_are_held_while_prometheus_is_down_and_it_recovers(
     )
     assert _replicas(operator, ns, "held")[0] == 2
 
+    # `kubectl scale` changes nothing while the autoscaler owns the count, and says so.
+    operator.kubectl("scale", "modeldeployment", "held", "-n", ns, "--replicas=3")
+
+    def ignored() -> list[str]:
+        events = get(operator, ns, "events", "--field-selector=involvedObject.name=held")
+        return [e["message"] for e in events["items"] if e["reason"] == "ScaleIgnored"]
+
+    (message,) = wait_for("a ScaleIgnored event", ignored, timeout=30)
+    assert "spec.replicas=3 is ignored" in message
+    assert _replicas(operator, ns, "held")[0] == 2
+    # The operator never writes the spec: GitOps tools see no drift.
+    md = operator.kubectl(
+        "get", "modeldeployment", "held", "-n", ns, "-o", "json", "--show-managed-fields"
+    ).stdout
+    for entry in json.loads(md)["metadata"]["managedFields"]:
+        if entry["manager"] == "modelship":
+            assert entry.get("subresource") == "status", entry
+
 
 def test_a_bad_promql_query_is_named_and_does_not_stop_the_others(
     operator: LocalCluster,
