@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from modelship_localcluster import product
 from modelship_localcluster.cli import install_crds
 from modelship_localcluster.cluster import LocalCluster
 from modelship_localcluster.loadgen import LoadGenerator
@@ -362,8 +363,8 @@ def main() -> None:
     cluster.start()
     try:
         install_crds(cluster, ROOT / "crds")
-        cluster.install_chart(ROOT / "charts" / "modelship")
-        cluster.start_operator(*args.operator_arg)
+        product.install_chart(cluster, ROOT / "charts" / "modelship")
+        product.start_operator(cluster, *args.operator_arg)
         report: dict[str, Any] = {}
         if "reaction" in args.phases:
             rounds = reaction(cluster, args.rounds, args.step_rate)

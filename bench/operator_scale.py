@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from modelship_localcluster import product
 from modelship_localcluster.cli import install_crds
 from modelship_localcluster.cluster import LocalCluster
 from modelship_localcluster.nodes import NodePool
@@ -154,8 +155,8 @@ def run_one(n: int, workers: int, timeout: float) -> dict[str, Any]:
     cluster.start()
     try:
         install_crds(cluster, ROOT / "crds")
-        cluster.install_chart(ROOT / "charts" / "modelship")
-        cluster.start_operator(f"--workers={workers}")
+        product.install_chart(cluster, ROOT / "charts" / "modelship")
+        product.start_operator(cluster, f"--workers={workers}")
         for namespace in ("floor", "operator"):
             cluster.kubectl("create", "namespace", namespace)
             cluster.kubectl(

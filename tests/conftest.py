@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from modelship_localcluster import product
 from modelship_localcluster.cli import install_crds
 from modelship_localcluster.cluster import LocalCluster
 from storage_helpers import S3Server
@@ -60,8 +61,8 @@ def crds_installed(cluster: LocalCluster) -> LocalCluster:
 def operator(crds_installed: LocalCluster) -> LocalCluster:
     """The cluster with modelship installed from its chart and the operator running, as the
     chart's ServiceAccount. A short resync so tests also see the periodic pass do nothing."""
-    crds_installed.install_chart(ROOT / "charts" / "modelship")
-    crds_installed.start_operator("--resync-seconds=15")
+    product.install_chart(crds_installed, ROOT / "charts" / "modelship")
+    product.start_operator(crds_installed, "--resync-seconds=15")
     return crds_installed
 
 

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import product
 from .cluster import ClusterError, LocalCluster, default_bin_dir
 from .components import modelstore
 from .nodes import DEFAULT_POOLS, load_pools
@@ -76,8 +77,8 @@ def _up(args: argparse.Namespace) -> int:
         install_crds(cluster, args.crds)
         print(f"CRDs from {args.crds} installed")
     if args.operator and "operator" not in cluster.pids:
-        cluster.install_chart(args.chart)
-        cluster.start_operator()
+        product.install_chart(cluster, args.chart)
+        product.start_operator(cluster)
         print(f"modelship operator running (chart {args.chart}, RBAC of its ServiceAccount)")
     print("\n" + "\n".join(service_urls(cluster)))
     print('\nUse it with kubectl (or: eval "$(modelship-cluster env)"):')

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import product, seed_model
+from . import seed_model
 from .cache import default_bin_dir
 from .components import modelstore
 from .components import prometheus as prometheus_component
@@ -294,20 +293,6 @@ class LocalCluster:
         """The Secret `local-model-store` (AWS_* variables reading the model store) in
         `namespace`, replaced if it is there already."""
         self._create(modelstore.secret_manifest(namespace, self.model_store_env()), replace=True)
-
-    # ---- the product (product.py) -----------------------------------------------------------
-
-    def helm(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return product.helm(self, *args, timeout=timeout)
-
-    def install_chart(self, chart: Path) -> None:
-        product.install_chart(self, chart)
-
-    def start_operator(self, *extra_args: str) -> None:
-        product.start_operator(self, *extra_args)
-
-    def kill_operator(self, sig: int = signal.SIGKILL) -> None:
-        product.kill_operator(self, sig)
 
     # ---- start-up steps --------------------------------------------------------------------
 

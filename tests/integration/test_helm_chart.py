@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 from kube_helpers import wait_for
+from modelship_localcluster import product
 from modelship_localcluster.cluster import OPERATOR_USER, LocalCluster, default_bin_dir
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "modelship"
@@ -206,9 +207,9 @@ def test_schema_rejects_bad_values_naming_the_field(setting: str, field: str) ->
 
 
 def test_chart_installs_and_upgrades_idempotently(crds_installed: LocalCluster) -> None:
-    crds_installed.install_chart(CHART)
-    crds_installed.install_chart(CHART)  # a second upgrade changes nothing and succeeds
-    status = crds_installed.helm("status", "modelship", "--namespace=modelship-system")
+    product.install_chart(crds_installed, CHART)
+    product.install_chart(crds_installed, CHART)  # a second upgrade changes nothing and succeeds
+    status = product.helm(crds_installed, "status", "modelship", "--namespace=modelship-system")
     assert "STATUS: deployed" in status.stdout
 
     def can_i(*what: str) -> str:

@@ -7,6 +7,7 @@ import time
 
 import yaml
 from kube_helpers import get, model_deployment, new_namespace, operator_writes, wait_for
+from modelship_localcluster import product
 from modelship_localcluster.cluster import LocalCluster
 
 READS = ("get", "list")
@@ -51,9 +52,9 @@ def test_killed_mid_reconcile_then_restarted_converges_without_duplicates(
         )
 
     wait_for("the operator to start creating Deployments", some_deployments, timeout=30)
-    operator.kill_operator()  # SIGKILL: no chance to finish or clean up
+    product.kill_operator(operator)  # SIGKILL: no chance to finish or clean up
     created_before_kill = len(get(operator, ns, "deployments")["items"])
-    operator.start_operator("--resync-seconds=15")
+    product.start_operator(operator, "--resync-seconds=15")
 
     wait_for("every ModelDeployment Ready", lambda: _all_ready(operator, ns, names), timeout=120)
     deployments = get(operator, ns, "deployments")["items"]
