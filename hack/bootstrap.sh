@@ -9,8 +9,9 @@ UV_VERSION=0.13.8
 cache=${MODELSHIP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelship}
 
 # Debian packages the tests and benchmarks use: curl (model server REST tests), wrk (benchmark),
-# gcc (the model server's C extension for JSON tensors), prometheus (the local cluster runs it as
-# a process; in a container its package cannot start the system service, which is not needed).
+# gcc (the model server's C extension for JSON tensors), prometheus (promtool, and the Prometheus
+# that the autoscaler's query tests run with static targets; the local cluster runs its own,
+# built with Kubernetes discovery, which Debian's lacks. The package's system service is not used).
 APT_PACKAGES=(curl wrk gcc prometheus)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
