@@ -144,6 +144,16 @@ class World:
         self.set_pod_status(name, ready=True, ip=ip)
 
     def set_pod_status(self, name: str, *, ready: bool, ip: str | None = None) -> None:
+        for attempt in range(10):  # another writer may land between our read and write
+            try:
+                self._put_pod_status(name, ready=ready, ip=ip)
+                return
+            except urllib.error.HTTPError as err:
+                if err.code != 409 or attempt == 9:
+                    raise
+                time.sleep(0.2)
+
+    def _put_pod_status(self, name: str, *, ready: bool, ip: str | None) -> None:
         pod = self.api("GET", self.pods_path(name))
         ip = ip or pod["status"]["podIP"]
         flag = "True" if ready else "False"
@@ -244,20 +254,28 @@ def create_node(world: World) -> None:
         "/api/v1/nodes",
         {"metadata": {"name": world.node, "labels": {"kubernetes.io/hostname": world.node}}},
     )
-    node = world.api("GET", f"/api/v1/nodes/{world.node}")
-    node["status"] = {
-        "conditions": [
-            {
-                "type": "Ready",
-                "status": "True",
-                "reason": "TestKubelet",
-                "lastHeartbeatTime": now()[:19] + "Z",
-                "lastTransitionTime": now()[:19] + "Z",
-            }
-        ],
-        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-    }
-    world.api("PUT", f"/api/v1/nodes/{world.node}/status", node)
+    # The node controllers write to a new node too: read-modify-write until ours lands.
+    for attempt in range(10):
+        node = world.api("GET", f"/api/v1/nodes/{world.node}")
+        node["status"] = {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "TestKubelet",
+                    "lastHeartbeatTime": now()[:19] + "Z",
+                    "lastTransitionTime": now()[:19] + "Z",
+                }
+            ],
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+        }
+        try:
+            world.api("PUT", f"/api/v1/nodes/{world.node}/status", node)
+            return
+        except urllib.error.HTTPError as err:
+            if err.code != 409 or attempt == 9:
+                raise
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
