@@ -120,7 +120,9 @@ def _ready(cluster: LocalCluster, ns: str, name: str) -> bool:
 def _last_scale_time(cluster: LocalCluster, ns: str, name: str) -> float:
     """status.autoscaling.lastScaleTime: when the autoscaler decided (milliseconds)."""
     path = f"/apis/modelship.dev/v1alpha1/namespaces/{ns}/modeldeployments/{name}"
-    stamp = _get(cluster, path)["status"]["autoscaling"]["lastScaleTime"]
+    stamp = _get(cluster, path)["status"].get("autoscaling", {}).get("lastScaleTime")
+    if not stamp:
+        return 0.0
     return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
@@ -151,40 +153,45 @@ def reaction(cluster: LocalCluster, rounds: int, step_rate: float) -> list[dict[
     for _ in range(rounds):
         _wait("back at 1 pod", lambda: _deployment(cluster, ns, "react") == (1, 1), 300, 0.5)
         time.sleep(10)  # the rate window forgets the previous round
-        load = LoadGenerator(cluster.proxy_url, url, BODY)
-        step = time.time()
-        load.start(step_rate)
-        try:
-            scaled = _wait(
-                "the Deployment's new count",
-                lambda: _deployment(cluster, ns, "react")[0] > 1,
-                120,
-            )
-            asked = _deployment(cluster, ns, "react")[0]
-
-            def all_ready(want: int = asked) -> bool:
-                return _deployment(cluster, ns, "react")[1] >= want
-
-            ready = _wait(
-                "the new pods Ready",
-                all_ready,
-                300,
-                every=0.2,
-            )
-        finally:
-            result = load.stop()
-        decided = _last_scale_time(cluster, ns, "react")
-        results.append(
-            {
-                "decision_s": round(decided - step, 2),
-                "deployment_s": round(scaled - step, 2),
-                "pods_ready_s": round(ready - step, 2),
-                "replicas": asked,
-                "failed": result.failed,
-            }
-        )
+        results.append(_reaction_round(cluster, ns, url, step_rate))
         print("reaction round:", results[-1], flush=True)
     return results
+
+
+def _reaction_round(cluster: LocalCluster, ns: str, url: str, rate: float) -> dict[str, float]:
+    """One load step from idle: when the autoscaler decided, when the Deployment was told,
+    when the new pods were Ready (seconds after the step)."""
+    load = LoadGenerator(cluster.proxy_url, url, BODY)
+    step = time.time()
+    load.start(rate)
+    # The first decision's time: a later one (a second step up) moves lastScaleTime on.
+    decisions: list[float] = []
+
+    def scaled_up() -> bool:
+        stamp = _last_scale_time(cluster, ns, "react")
+        if stamp > step and not decisions:
+            decisions.append(stamp)
+        return _deployment(cluster, ns, "react")[0] > 1
+
+    try:
+        scaled = _wait("the Deployment's new count", scaled_up, 120)
+        if not decisions:
+            decisions.append(_last_scale_time(cluster, ns, "react"))
+        asked = _deployment(cluster, ns, "react")[0]
+
+        def all_ready() -> bool:
+            return _deployment(cluster, ns, "react")[1] >= asked
+
+        ready = _wait("the new pods Ready", all_ready, 300, every=0.2)
+    finally:
+        result = load.stop()
+    return {
+        "decision_s": round(decisions[0] - step, 2),
+        "deployment_s": round(scaled - step, 2),
+        "pods_ready_s": round(ready - step, 2),
+        "replicas": asked,
+        "failed": result.failed,
+    }
 
 
 # ---- stability -----------------------------------------------------------------------------------
