@@ -25,7 +25,9 @@ import json
 import os
 import random
 import shutil
+import signal
 import statistics
+import sys
 import threading
 import time
 import urllib.parse
@@ -254,6 +256,7 @@ class SyntheticExporter:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -362,6 +365,8 @@ def main() -> None:
     parser.add_argument("--operator-arg", action="append", default=[], help="extra operator flag")
     args = parser.parse_args()
 
+    # A SIGTERM (timeout, kill) still stops the cluster: SystemExit runs the finally below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     root = ROOT / ".cluster" / "bench-autoscale"
     shutil.rmtree(root, ignore_errors=True)
     capacity = max(args.objects // 100 + 2, 2)
