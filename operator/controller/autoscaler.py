@@ -108,7 +108,7 @@ class Autoscaler:
     def __init__(
         self,
         client: queries.Querier | None,
-        window: str = "5s",
+        window: str = "3s",
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], str] = utc_now,
     ) -> None:

@@ -36,7 +36,7 @@ class MetricsSource:
     """Where KEDA reads metrics: the operator's own Prometheus settings."""
 
     prometheus_url: str
-    window: str = "5s"  # range of rate() windows, as in the operator's queries
+    window: str = "3s"  # range of rate() windows, as in the operator's queries
     insecure_skip_verify: bool = False
 
 
