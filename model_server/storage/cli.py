@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .errors import FetchError, redact
 from .fetch import fetch
+from .limits import SETTINGS, Limits, limits_from
 from .uri import display_uri
 
 DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
@@ -33,18 +34,34 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"file that receives the error message (default {DEFAULT_TERMINATION_LOG} when "
         "it exists and is writable)",
     )
+    defaults = Limits()
+    for name, (flag, variable, _, unit) in SETTINGS.items():
+        fetch_cmd.add_argument(
+            flag,
+            dest=name,
+            default=None,
+            metavar=unit.split()[0].upper(),
+            help=f"{unit}; default ${variable}, else {getattr(defaults, name)}",
+        )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_fetch(args.uri, args.dest, args.termination_log)
+    flags = {name: getattr(args, name) for name in SETTINGS}
+    try:
+        limits = limits_from(flags, os.environ)
+    except FetchError as e:
+        return fail(str(e), args.termination_log)
+    return run_fetch(args.uri, args.dest, args.termination_log, limits)
 
 
-def run_fetch(uri: str, dest: Path, termination_log: Path | None) -> int:
+def run_fetch(
+    uri: str, dest: Path, termination_log: Path | None, limits: Limits | None = None
+) -> int:
     print(f"fetching {redact(display_uri(uri))} into {dest}", flush=True)
     try:
-        result = fetch(uri, dest)
+        result = fetch(uri, dest, limits=limits)
     except FetchError as e:
         return fail(str(e), termination_log)
     except Exception as e:  # a bug or an unforeseen library error: still one line, no traceback

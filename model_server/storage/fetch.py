@@ -1,5 +1,7 @@
 """One fetch: download into a staging folder inside the destination, unpack, shape into a TF
-Serving base path, then move into place, so the destination ends complete or empty."""
+Serving base path, then move into place, so the destination ends complete or empty. The staging
+folder lives inside the destination, not beside it, because the destination is usually a volume's
+mount point: renames stay on its filesystem, and the folder itself cannot be replaced."""
 
 from __future__ import annotations
 
@@ -15,17 +17,19 @@ from pathlib import Path
 from . import layout
 from .archive import archive_kind, extract
 from .errors import FetchError, SourceError
+from .limits import Limits, Meter
 from .uri import Location, parse_uri
 
-Download = Callable[[Location, Path], None]
+# A backend writes what `Location` names into the folder, reporting every chunk to the meter.
+Download = Callable[[Location, Path, Meter], None]
 
 
 def _lazy(module: str) -> Download:
     """A backend imported on first use: boto3 and google-cloud-storage take seconds to import,
     which an http:// or file:// fetch need not pay."""
 
-    def download(location: Location, target: Path) -> None:
-        importlib.import_module(f"{__package__}.{module}").download(location, target)
+    def download(location: Location, target: Path, meter: Meter) -> None:
+        importlib.import_module(f"{__package__}.{module}").download(location, target, meter)
 
     return download
 
@@ -51,8 +55,14 @@ class Result:
     versions: list[str]
 
 
-def fetch(uri: str, dest: Path, backends: dict[str, Download] | None = None) -> Result:
+def fetch(
+    uri: str,
+    dest: Path,
+    backends: dict[str, Download] | None = None,
+    limits: Limits | None = None,
+) -> Result:
     started = time.monotonic()
+    limits = limits or Limits()
     location = parse_uri(uri)
     download = (backends or BACKENDS)[location.scheme]
     _prepare(dest)
@@ -61,8 +71,8 @@ def fetch(uri: str, dest: Path, backends: dict[str, Download] | None = None) -> 
         tree = staging / "tree"
         tree.mkdir()
         try:
-            download(location, tree)
-            _unpack_single_archive(tree)
+            download(location, tree, Meter(limits))
+            _unpack_single_archive(tree, limits)
             base = layout.normalise(tree)
         except SourceError as e:
             raise FetchError(f"cannot read {location.display}: {e}") from e
@@ -94,12 +104,12 @@ def _prepare(dest: Path) -> None:
         _empty(dest)
 
 
-def _unpack_single_archive(tree: Path) -> None:
+def _unpack_single_archive(tree: Path, limits: Limits) -> None:
     """A URI naming one archive file (model.tar.gz, model.zip) stands for its contents."""
     entries = list(tree.iterdir())
     if len(entries) == 1 and entries[0].is_file() and archive_kind(entries[0]):
         archive = entries[0].rename(tree.parent / ("archive-" + entries[0].name))
-        extract(archive, tree)
+        extract(archive, tree, limits)
         archive.unlink()
 
 

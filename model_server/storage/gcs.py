@@ -13,11 +13,14 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.auth.exceptions import GoogleAuthError
 from google.cloud import storage
+from google.cloud.storage.exceptions import DataCorruption
 from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 
 from .errors import SourceError
+from .limits import Meter
 from .paths import safe_join, under_prefix
+from .transfer import MeteredFile, check_complete
 from .uri import Location
 
 READ_ONLY = ("https://www.googleapis.com/auth/devstorage.read_only",)
@@ -73,7 +76,7 @@ LOADERS: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
-def download(location: Location, target: Path) -> None:
+def download(location: Location, target: Path, meter: Meter) -> None:
     client = client_from_env()
     try:
         blobs = list(_blobs(client, location.bucket, location.prefix))
@@ -82,7 +85,9 @@ def download(location: Location, target: Path) -> None:
         for blob, relative in blobs:
             dest = safe_join(target, relative)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            blob.download_to_filename(str(dest))
+            _get(blob, dest, meter)
+    except DataCorruption as e:
+        raise SourceError(f"a download is corrupt: {_first_line(e)}") from e
     except gexc.NotFound as e:
         raise SourceError("NotFound: the bucket does not exist") from e
     except (gexc.Forbidden, gexc.Unauthorized) as e:
@@ -102,3 +107,19 @@ def _blobs(client: Any, bucket: str, prefix: str) -> Iterator[tuple[Any, str]]:
         relative = under_prefix(blob.name, prefix)
         if relative is not None:
             yield blob, relative
+
+
+def _get(blob: Any, dest: Path, meter: Meter) -> None:
+    """The client checks the object's crc32c (or md5Hash) itself; the length is checked here
+    against the size the listing gave."""
+    meter.check_time()
+    with dest.open("wb") as out:
+        sink = MeteredFile(out, meter)
+        # The client checks crc32c when google-crc32c is installed, else md5Hash.
+        blob.download_to_file(sink, checksum="auto", timeout=(10, 60))
+    check_complete(dest.name, sink.written, blob.size)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error.args[0]) if error.args else type(error).__name__
+    return text.splitlines()[0] if text else type(error).__name__

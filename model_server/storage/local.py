@@ -6,16 +6,22 @@ import shutil
 from pathlib import Path
 
 from .errors import SourceError
+from .limits import Meter
 from .uri import Location
 
 
-def download(location: Location, target: Path) -> None:
+def download(location: Location, target: Path, meter: Meter) -> None:
     source = Path(location.path)
+
+    def copy(src: str, dst: str) -> str:
+        meter.add(Path(src).stat().st_size)  # before copying, so a limit is hit before the disk
+        return str(shutil.copy2(src, dst))
+
     try:
         if source.is_dir():
-            shutil.copytree(source, target, dirs_exist_ok=True)
+            shutil.copytree(source, target, dirs_exist_ok=True, copy_function=copy)
         elif source.is_file():
-            shutil.copy2(source, target / source.name)
+            copy(str(source), str(target / source.name))
         else:
             raise SourceError("no such file or folder")
     except PermissionError as e:

@@ -14,7 +14,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from .errors import SourceError
+from .limits import Meter
 from .paths import safe_join, under_prefix
+from .transfer import save
 from .uri import Location
 
 # What a user should check for the error codes S3 and its look-alikes return.
@@ -57,7 +59,7 @@ def client_from_env(env: dict[str, str] | None = None) -> Any:
     )
 
 
-def download(location: Location, target: Path) -> None:
+def download(location: Location, target: Path, meter: Meter) -> None:
     client = client_from_env()
     try:
         keys = list(_keys(client, location.bucket, location.prefix))
@@ -66,7 +68,7 @@ def download(location: Location, target: Path) -> None:
         for key, relative in keys:
             dest = safe_join(target, relative)
             dest.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(location.bucket, key, str(dest))
+            _get(client, location.bucket, key, dest, meter)
     except ClientError as e:
         raise SourceError(describe(e)) from e
     except EndpointConnectionError as e:
@@ -76,6 +78,36 @@ def download(location: Location, target: Path) -> None:
         ) from e
     except BotoCoreError as e:
         raise SourceError(f"{type(e).__name__}: {e}") from e
+
+
+def _get(client: Any, bucket: str, key: str, dest: Path, meter: Meter) -> None:
+    """One object, streamed so the meter sees every chunk, checked against its ContentLength and,
+    when its ETag is an MD5, its content."""
+    meter.check_time()
+    response = client.get_object(Bucket=bucket, Key=key)
+    body = response["Body"]
+    try:
+        save(
+            body.read,
+            dest,
+            meter,
+            length=response.get("ContentLength"),
+            md5=etag_md5(response),
+        )
+    finally:
+        body.close()
+
+
+def etag_md5(response: dict[str, Any]) -> str | None:
+    """The object's MD5 when its ETag is one: not for multipart uploads ("…-3") or objects
+    encrypted with KMS or a customer key, whose ETags are opaque."""
+    etag = str(response.get("ETag") or "").strip('"').lower()
+    encrypted = response.get("SSECustomerAlgorithm") or response.get("SSEKMSKeyId")
+    if encrypted or response.get("ServerSideEncryption") == "aws:kms":
+        return None
+    if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag):
+        return etag
+    return None
 
 
 def describe(error: ClientError) -> str:

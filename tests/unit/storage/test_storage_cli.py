@@ -8,6 +8,7 @@ import pytest
 from modelship_server.storage import cli
 from modelship_server.storage.errors import SourceError
 from modelship_server.storage.fetch import BACKENDS
+from modelship_server.storage.limits import Meter
 from modelship_server.storage.uri import Location
 
 
@@ -45,7 +46,7 @@ def test_failure_is_one_line_in_both_places(
 def test_an_unexpected_error_has_no_traceback_and_no_signature(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(location: Location, target: Path) -> None:
+    def broken(location: Location, target: Path, meter: Meter) -> None:
         raise RuntimeError(f"boom while reading {location.url}\nline two")
 
     monkeypatch.setitem(BACKENDS, "https", broken)
@@ -64,7 +65,7 @@ def test_an_unexpected_error_has_no_traceback_and_no_signature(
 def test_a_source_error_names_the_uri_without_secrets(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def denied(location: Location, target: Path) -> None:
+    def denied(location: Location, target: Path, meter: Meter) -> None:
         raise SourceError("access denied (HTTP 403) for /m.tar.gz")
 
     monkeypatch.setitem(BACKENDS, "https", denied)
@@ -86,3 +87,27 @@ def test_fetch_is_a_subcommand() -> None:
     with pytest.raises(SystemExit) as exit_info:
         cli.main([])
     assert exit_info.value.code == 2
+
+
+def test_limits_come_from_flags_and_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "src" / "1"
+    source.mkdir(parents=True)
+    (source / "saved_model.pb").write_bytes(b"x" * 5000)
+    monkeypatch.setenv("MODELSHIP_FETCH_MAX_BYTES", "4Ki")
+    args = ["fetch", f"--uri=file://{tmp_path / 'src'}", f"--dest={tmp_path / 'out'}"]
+    args.append(f"--termination-log={tmp_path / 'log'}")
+    assert cli.main(args) == 1
+    assert "the download exceeds 4096 bytes (--max-bytes" in capsys.readouterr().err
+    assert list((tmp_path / "out").iterdir()) == []
+    assert cli.main([*args, "--max-bytes=1Mi"]) == 0
+
+
+def test_a_bad_limit_is_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "log"
+    args = ["fetch", "--uri=s3://b/m", f"--dest={tmp_path}", f"--termination-log={log}"]
+    assert cli.main([*args, "--deadline=-3"]) == 1
+    line = "invalid --deadline: '-3' must be a positive number\n"
+    assert capsys.readouterr().err == line
+    assert log.read_text() == line

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from modelship_server.storage.errors import FetchError, SourceError
 from modelship_server.storage.fetch import MARKER, Download, fetch
+from modelship_server.storage.limits import Meter
 from modelship_server.storage.uri import Location
 
 
 def backend(files: dict[str, bytes]) -> dict[str, Download]:
-    def download(location: Location, target: Path) -> None:
+    def download(location: Location, target: Path, meter: Meter) -> None:
         for name, data in files.items():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             (target / name).write_bytes(data)
@@ -22,8 +23,8 @@ def backend(files: dict[str, bytes]) -> dict[str, Download]:
 
 
 def failing(after: dict[str, bytes]) -> dict[str, Download]:
-    def download(location: Location, target: Path) -> None:
-        backend(after)["s3"](location, target)
+    def download(location: Location, target: Path, meter: Meter) -> None:
+        backend(after)["s3"](location, target, meter)
         raise SourceError("AccessDenied: access denied")
 
     return {"s3": download}
