@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import email.utils
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import cast
@@ -57,6 +59,9 @@ class Limits:
     read_timeout: float = 30.0  # a request must arrive whole within this
     idle_timeout: float = 75.0  # keep-alive connections idle longer are closed
     request_timeout: float | None = None  # handler time limit (--rest_api_timeout_in_ms)
+    # Answers a client has not read yet, per connection: above this, its requests stop being
+    # read (and so handled) until it reads down to a quarter of it.
+    write_buffer_high: int = 256 << 10
 
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
@@ -72,17 +77,22 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._url = bytearray()
         self._headers: dict[str, str] = {}
-        self._header_bytes = 0
+        self._head_bytes = 0  # bytes fed to the parser since the current head began
+        self._reading_head = True  # between requests or inside a request line / headers
         self._body: list[bytes] = []
         self._body_len = 0
-        self._pending: collections.deque[tuple[Request, bool]] = collections.deque()
+        self._pending: collections.deque[_Answer] = collections.deque()
         self._worker: asyncio.Task[None] | None = None
         self._deadline = 0.0  # when reading a request, or waiting idle for one, times out
         self._handle_deadline = 0.0
         self._handling = False  # the worker is awaiting a handler with a deadline
         self._timed_out = False  # the sweeper cancelled that handler
-        self._closing = False
-        self._paused = False
+        self._closing = False  # the transport is closed or closing: nothing more is written
+        self._done_reading = False  # no further request is parsed (refused, or last one seen)
+        self._read_pauses: set[str] = set()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._continue_owed = False  # a 100 Continue waits for the answers before it
         self._in_request = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
@@ -90,66 +100,123 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
+        self._transport.set_write_buffer_limits(
+            high=self._limits.write_buffer_high, low=self._limits.write_buffer_high // 4
+        )
         self._server.connections.add(self)
         self._deadline = self._loop.time() + self._limits.idle_timeout
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        self._writable.set()
         self._server.connections.discard(self)
         if self._worker and not self._worker.done():
             self._worker.cancel()
 
+    def pause_writing(self) -> None:
+        # The client is not reading its answers: stop reading its requests until it does.
+        self._writable.clear()
+        self._pause_reading("write")
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+        self._resume_reading("write")
+
     def data_received(self, data: bytes) -> None:
-        if self._closing:
-            return
+        while data and not self._done_reading:
+            if self._reading_head:
+                # Feed the head in slices no longer than the room left under the limit, so a
+                # huge header is refused before the parser has buffered more than the limit.
+                room = self._limits.max_header_bytes - self._head_bytes + 1
+                piece, data = data[:room], data[room:]
+                self._head_bytes += len(piece)
+                if not self._feed(piece):
+                    return
+                if self._reading_head and self._head_bytes > self._limits.max_header_bytes:
+                    self._refuse(431, "request headers too large")
+                    return
+            else:
+                self._feed(data)
+                return
+
+    def _feed(self, data: bytes) -> bool:
+        """Parse data; False when the rest of the stream is not to be parsed."""
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(400, "protocol upgrades are not supported")
+        except httptools.HttpParserUpgrade as upgrade:
+            # The upgrade is ignored (RFC 9110 7.8 allows it): what follows the request is
+            # parsed as HTTP/1.1 again, by a fresh parser since this one stops at an upgrade.
+            self._parser = httptools.HttpRequestParser(self)
+            self._reading_head = True
+            self._head_bytes = 0
+            offset = int(upgrade.args[0]) if upgrade.args else len(data)
+            self.data_received(data[offset:])
+            return False
         except httptools.HttpParserError as exc:
-            if not self._closing:
-                self._fail(400, f"malformed HTTP request: {exc}")
+            self._refuse(400, f"malformed HTTP request: {exc}")
+            return False
+        return not self._done_reading
 
     # -- httptools callbacks ------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self._in_request = True
+        self._reading_head = True
+        self._head_bytes = 0
         self._url.clear()
         self._headers = {}
-        self._header_bytes = 0
         self._body = []
         self._body_len = 0
         self._deadline = self._loop.time() + self._limits.read_timeout
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._header_bytes += len(url)
-        if self._header_bytes > self._limits.max_header_bytes:
-            self._fail(414, "request line too long")
+        if len(self._url) > self._limits.max_header_bytes:
+            self._refuse(414, "request line too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value)
-        if self._header_bytes > self._limits.max_header_bytes:
-            self._fail(431, "request headers too large")
+        if self._done_reading:
             return
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
+        self._reading_head = False
+        if self._done_reading:
+            return
         length = self._headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._limits.max_body_bytes:
-            self._fail(413, f"request body exceeds {self._limits.max_body_bytes} bytes")
+            self._refuse(413, f"request body exceeds {self._limits.max_body_bytes} bytes")
+            return
+        if _is_upgrade(self._headers) and _has_body(self._headers):
+            # The parser stops at an upgrade request's head and would read its body as the
+            # next request.
+            self._refuse(400, "an Upgrade request with a body is not supported")
+            return
+        expect = self._headers.get("expect")
+        if expect is not None and self._parser.get_http_version() == "1.1":
+            if expect.lower() != "100-continue":
+                self._refuse(417, f"unsupported expectation: {expect}")
+            elif self._idle():
+                self._write_continue()
+            else:
+                self._continue_owed = True  # sent once the answers before it are out
 
     def on_body(self, body: bytes) -> None:
+        if self._done_reading:
+            return
         self._body_len += len(body)
         if self._body_len > self._limits.max_body_bytes:
-            self._fail(413, f"request body exceeds {self._limits.max_body_bytes} bytes")
+            self._refuse(413, f"request body exceeds {self._limits.max_body_bytes} bytes")
             return
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        if self._closing:
+        if self._done_reading:
             return
         self._in_request = False
+        self._reading_head = True
+        self._head_bytes = 0
+        self._continue_owed = False
         parsed = httptools.parse_url(bytes(self._url))
         request = Request(
             method=self._parser.get_method().decode("latin-1"),
@@ -158,69 +225,114 @@ class _Connection(asyncio.Protocol):
             headers=self._headers,
             body=b"".join(self._body),
         )
-        self._pending.append((request, self._parser.should_keep_alive()))
-        if len(self._pending) >= MAX_PIPELINED and self._transport and not self._paused:
-            self._paused = True
+        keep_alive = self._parser.should_keep_alive()
+        if not keep_alive:
+            # Bytes after a `Connection: close` request are not requests: answer it, ignore them.
+            self._stop_reading()
+        self._enqueue(_Answer(request, keep_alive))
+        if len(self._pending) >= MAX_PIPELINED:
+            self._pause_reading("pipeline")
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _pause_reading(self, reason: str) -> None:
+        if not self._read_pauses and self._transport and not self._closing:
             self._transport.pause_reading()
-        if self._worker is None or self._worker.done():
-            self._worker = self._loop.create_task(self._serve_pending())
+        self._read_pauses.add(reason)
+
+    def _resume_reading(self, reason: str) -> None:
+        if reason not in self._read_pauses:
+            return
+        self._read_pauses.discard(reason)
+        if not self._read_pauses and self._transport and not self._closing:
+            self._transport.resume_reading()
+
+    def _stop_reading(self) -> None:
+        self._done_reading = True
+        self._in_request = False
+        self._pause_reading("done")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer a request that cannot be parsed or accepted after those before it, then close."""
+        if self._done_reading:
+            return
+        self._stop_reading()
+        self._enqueue(_Answer(None, False, json_error(status, message)))
 
     # -- handling -----------------------------------------------------------------------------
 
+    def _enqueue(self, answer: _Answer) -> None:
+        self._pending.append(answer)
+        if self._worker is None or self._worker.done():
+            self._worker = self._loop.create_task(self._serve_pending())
+
     async def _serve_pending(self) -> None:
-        timeout = self._limits.request_timeout
         while self._pending and not self._closing:
-            request, keep_alive = self._pending.popleft()
-            if timeout:
-                self._handle_deadline = self._loop.time() + timeout
-                self._handling = True
-            try:
-                response = await self._server.dispatch(request)
-            except asyncio.CancelledError:
-                if not self._timed_out or self._closing:
-                    raise
-                self._timed_out = False
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
-                response = json_error(504, "request timed out")
-            self._handling = False
+            if not self._writable.is_set():
+                await self._writable.wait()
+                continue
+            answer = self._pending.popleft()
+            response = answer.response or await self._handle(answer.request)
             if self._closing:
                 return
-            keep_alive = keep_alive and not self._server.draining
-            self._write(response, keep_alive)
+            keep_alive = answer.keep_alive and not self._server.draining
+            self._write(response, keep_alive, head_only=_is_head(answer.request))
             if not keep_alive:
                 self._close()
                 return
-            if self._paused and len(self._pending) < MAX_PIPELINED // 2 and self._transport:
-                self._paused = False
-                self._transport.resume_reading()
-        if not self._closing:
+            if len(self._pending) < MAX_PIPELINED // 2:
+                self._resume_reading("pipeline")
+        if self._closing:
+            return
+        if self._continue_owed:
+            self._continue_owed = False
+            self._write_continue()
+        if not self._in_request:
             self._deadline = self._loop.time() + self._limits.idle_timeout
 
-    def _write(self, response: Response, keep_alive: bool) -> None:
+    async def _handle(self, request: Request | None) -> Response:
+        assert request is not None
+        timeout = self._limits.request_timeout
+        if timeout:
+            self._handle_deadline = self._loop.time() + timeout
+            self._handling = True
+        try:
+            return await self._server.dispatch(request)
+        except asyncio.CancelledError:
+            if not self._timed_out or self._closing:
+                raise
+            self._timed_out = False
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            return json_error(504, "request timed out")
+        finally:
+            self._handling = False
+
+    def _write_continue(self) -> None:
+        if self._transport and not self._closing:
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _write(self, response: Response, keep_alive: bool, head_only: bool = False) -> None:
         if self._transport is None or self._transport.is_closing():
             return
         reason = _REASONS.get(response.status, "Unknown")
         head = [
             f"HTTP/1.1 {response.status} {reason}",
+            f"date: {self._server.date()}",
             f"content-type: {response.content_type}",
             f"content-length: {len(response.body)}",
         ]
         head.extend(f"{name}: {value}" for name, value in response.headers)
         if not keep_alive:
             head.append("connection: close")
-        self._transport.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body)
-
-    def _fail(self, status: int, message: str) -> None:
-        """Answer a request that cannot be parsed or accepted, then hang up."""
-        if self._closing:
-            return
-        self._write(json_error(status, message), keep_alive=False)
-        self._close()
+        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        # A HEAD answer has the headers a GET would have, Content-Length included, no body.
+        self._transport.write(data if head_only else data + response.body)
 
     def _close(self) -> None:
         self._closing = True
+        self._writable.set()
         if self._transport:
             self._transport.close()
 
@@ -229,7 +341,14 @@ class _Connection(asyncio.Protocol):
         return not self._pending and (self._worker is None or self._worker.done())
 
     def close_if_idle(self) -> None:
-        if self._idle():
+        if self._idle() and not self._in_request:
+            self._close()
+
+    def give_up(self, status: int, message: str) -> None:
+        """Shutdown ran out of time: answer a request still arriving, close an idle connection."""
+        if self._in_request:
+            self._refuse(status, message)
+        elif self._idle():
             self._close()
 
     def check_deadline(self, now: float) -> None:
@@ -243,9 +362,31 @@ class _Connection(asyncio.Protocol):
         if now < self._deadline:
             return
         if self._in_request:
-            self._fail(408, "request not received in time")
+            self._refuse(408, "request not received in time")
         elif self._idle():
             self._close()  # idle keep-alive connection
+
+
+@dataclasses.dataclass
+class _Answer:
+    """One answer owed on a connection, in order: a request to handle, or a refusal."""
+
+    request: Request | None
+    keep_alive: bool
+    response: Response | None = None
+
+
+def _is_head(request: Request | None) -> bool:
+    return request is not None and request.method == "HEAD"
+
+
+def _is_upgrade(headers: dict[str, str]) -> bool:
+    tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
+    return "upgrade" in headers and "upgrade" in tokens
+
+
+def _has_body(headers: dict[str, str]) -> bool:
+    return "transfer-encoding" in headers or headers.get("content-length", "0") not in ("", "0")
 
 
 class HttpServer:
@@ -256,6 +397,16 @@ class HttpServer:
         self.draining = False
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._date_second = -1
+        self._date = ""
+
+    def date(self) -> str:
+        """The Date header's value, formatted once a second."""
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second = now
+            self._date = email.utils.formatdate(now, usegmt=True)
+        return self._date
 
     def _sweep_interval(self) -> float:
         # Timeouts fire within about 5% of their length, and at least every second.
@@ -307,10 +458,22 @@ class HttpServer:
         if self._server:
             self._server.close()
 
-    async def close(self) -> None:
+    async def close(self, deadline: float | None = None) -> None:
+        """Stop accepting; close connections as they go idle, all of them by `deadline`.
+
+        `deadline` is on the event loop's clock. A request still arriving then is answered 503
+        with `Connection: close`; without a deadline, idle connections are closed at once.
+        """
         self.stop_accepting()
+        loop = asyncio.get_running_loop()
+        while True:
+            for conn in list(self.connections):
+                conn.close_if_idle()
+            if not self.connections or deadline is None or loop.time() >= deadline:
+                break
+            await asyncio.sleep(min(0.02, max(0.0, deadline - loop.time())))
         for conn in list(self.connections):
-            conn.close_if_idle()
+            conn.give_up(503, "server shutting down")
         if self._server:
             await self._server.wait_closed()
         if self._sweeper:
