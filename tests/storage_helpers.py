@@ -29,20 +29,26 @@ class Run:
     termination_log: str
 
 
-def modelship_fetch(uri: str, dest: Path, env: dict[str, str] | None = None) -> Run:
+def modelship_fetch(
+    uri: str,
+    dest: Path,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    timeout: float = 120,
+) -> Run:
     """Nothing from the test's own environment leaks in: no AWS_* or GOOGLE_* variables, and a
     HOME with no ~/.aws files."""
     log = dest.parent / f"{dest.name}.termination-log"
     home = dest.parent / "home"
     home.mkdir(parents=True, exist_ok=True)
     command = [str(Path(sys.executable).parent / "modelship"), "fetch", f"--uri={uri}"]
-    command += [f"--dest={dest}", f"--termination-log={log}"]
+    command += [f"--dest={dest}", f"--termination-log={log}", *args]
     proc = subprocess.run(
         command,
         env={"PATH": os.environ.get("PATH", ""), "HOME": str(home), **(env or {})},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     message = log.read_text() if log.exists() else ""
@@ -70,6 +76,8 @@ def tree(folder: Path) -> dict[str, bytes]:
 @dataclass(frozen=True)
 class S3Server:
     endpoint: str
+    # versitygw's POSIX folder (BUCKET/KEY), for tests that damage objects behind its back.
+    data: Path | None = None
 
     def admin(self) -> Any:
         """A boto3 client with the root credentials, for arranging buckets and objects."""

@@ -69,4 +69,4 @@ def s3_server_in(root: Path) -> Iterator[S3Server]:
     command = [str(binary), "--access", ACCESS_KEY, "--secret", SECRET_KEY]
     command += ["--port", f"127.0.0.1:{port}", "posix", str(root / "data")]
     with serve(command, port, root / "log"):
-        yield S3Server(f"http://127.0.0.1:{port}")
+        yield S3Server(f"http://127.0.0.1:{port}", root / "data")

@@ -108,7 +108,10 @@ def _unpack_single_archive(tree: Path, limits: Limits) -> None:
     """A URI naming one archive file (model.tar.gz, model.zip) stands for its contents."""
     entries = list(tree.iterdir())
     if len(entries) == 1 and entries[0].is_file() and archive_kind(entries[0]):
-        archive = entries[0].rename(tree.parent / ("archive-" + entries[0].name))
+        # Moved out of the tree, keeping its name for messages; the staging folder holds both.
+        holder = tree.parent / "archive"
+        holder.mkdir()
+        archive = entries[0].rename(holder / entries[0].name)
         extract(archive, tree, limits)
         archive.unlink()
 
