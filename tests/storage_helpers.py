@@ -3,9 +3,11 @@ environment only), and small model trees to fetch."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,3 +99,21 @@ class S3Server:
             "AWS_SECRET_ACCESS_KEY": secret,
             "AWS_REGION": "us-east-1",
         }
+
+
+def tar_bytes(files: dict[str, bytes]) -> bytes:
+    """A plain tar of `files`, ending properly (end-of-archive blocks and record padding)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def cut_after_last_member(archive: bytes) -> bytes:
+    """The tar up to the end of its last member's padded data: every member whole, no end."""
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        last = tar.getmembers()[-1]
+    return archive[: last.offset_data + -(-last.size // 512) * 512]

@@ -11,7 +11,12 @@ from typing import Any
 import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    FlexibleChecksumError,
+)
 
 from .errors import SourceError
 from .limits import Meter
@@ -94,6 +99,8 @@ def _get(client: Any, bucket: str, key: str, dest: Path, meter: Meter) -> None:
             length=response.get("ContentLength"),
             md5=etag_md5(response),
         )
+    except FlexibleChecksumError as e:  # botocore's own check of x-amz-checksum-* headers
+        raise SourceError(f"{dest.name} is corrupt: {e}") from e
     finally:
         body.close()
 

@@ -5,8 +5,6 @@ by the fetch's own limits, set low here, and by the subprocess timeout."""
 from __future__ import annotations
 
 import gzip
-import io
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,28 +18,18 @@ from hostile_http import (
     trickle,
     wrong_md5,
 )
-from storage_helpers import Run, modelship_fetch, saved_model_files, tree
+from storage_helpers import (
+    Run,
+    cut_after_last_member,
+    modelship_fetch,
+    saved_model_files,
+    tar_bytes,
+    tree,
+)
 
 MODEL = saved_model_files("1/")
 # A bounded run: no case may take long, whatever the server does.
 TIMEOUT = 60
-
-
-def tar_bytes(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def last_member_end(archive: bytes) -> int:
-    """Where the last member's padded data ends: a cut here leaves only whole members."""
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        last = tar.getmembers()[-1]
-    return last.offset_data + -(-last.size // 512) * 512
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +90,7 @@ def test_a_wrong_content_md5(server: Hostile, tmp_path: Path) -> None:
 
 def test_a_plain_tar_cut_at_a_member_boundary(server: Hostile, tmp_path: Path) -> None:
     whole = tar_bytes(MODEL)
-    url = server.route("/boundary.tar", honest(whole[: last_member_end(whole)]))
+    url = server.route("/boundary.tar", honest(cut_after_last_member(whole)))
     line = f"cannot read {url}: boundary.tar is truncated: the tar has no end-of-archive blocks\n"
     assert_failed_empty(run(url, tmp_path), tmp_path, line)
 
