@@ -21,6 +21,7 @@ from .config_files import (
     load_model_config,
     load_monitoring,
 )
+from .core import limits
 from .core.config import BatchingConfig, ModelConfig
 
 # tensorflow_model_server flags this server refuses, with the reason.
@@ -74,6 +75,7 @@ class Settings:
     intra_op_threads: int
     inter_op_threads: int
     workers: int = 1
+    tensor_limits: limits.TensorLimits = dataclasses.field(default_factory=limits.TensorLimits)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rest_api_max_body_bytes", type=int, default=64 << 20, help="larger: 413")
     p.add_argument("--max_b64_bytes", type=int, default=16 << 20, help="largest binary value")
     p.add_argument("--shutdown_grace_seconds", type=float, default=30.0)
+    p.add_argument(
+        "--max_tensor_elements",
+        type=int,
+        default=limits.DEFAULT_MAX_ELEMENTS,
+        help="most elements one input tensor may declare; larger requests are refused (400)",
+    )
+    p.add_argument(
+        "--max_tensor_bytes",
+        type=int,
+        default=limits.DEFAULT_MAX_BYTES,
+        help="most bytes one decoded input tensor may take; larger requests are refused (400)",
+    )
     p.add_argument(
         "--tensorflow_intra_op_parallelism",
         type=int,
@@ -161,8 +175,9 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
     for flag in ("port", "rest_api_port"):
         if not 0 <= getattr(args, flag) <= 65535:
             parser.error(f"--{flag} must be between 0 and 65535")
-    if args.rest_api_max_body_bytes < 1:
-        parser.error("--rest_api_max_body_bytes must be positive")
+    for flag in ("rest_api_max_body_bytes", "max_tensor_elements", "max_tensor_bytes"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be positive")
     if args.workers < 0:
         parser.error("--workers must be 0 (one per CPU) or more")
     worker_count = args.workers or workers.cpu_count()
@@ -188,6 +203,7 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
         intra_op_threads=intra_op,
         inter_op_threads=args.tensorflow_inter_op_parallelism,
         workers=worker_count,
+        tensor_limits=limits.TensorLimits(args.max_tensor_elements, args.max_tensor_bytes),
     )
 
 
@@ -198,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = sys.argv[1:] if argv is None else argv
     settings = parse(args)
+    limits.configure(settings.tensor_limits)
     if settings.workers > 1:
         ports = [(settings.host, settings.rest_port), (settings.host, settings.grpc_port)]
         return workers.supervise(args, settings.workers, ports)

@@ -85,6 +85,7 @@ def parse_batching(text: str, source: str = "<batching parameters>") -> Batching
         text_format.Parse(text, msg)
     except text_format.ParseError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    _refuse_unimplemented(msg, source)
     defaults = BatchingConfig()
     config = BatchingConfig(
         max_batch_size=_int(msg, "max_batch_size", defaults.max_batch_size),
@@ -92,10 +93,27 @@ def parse_batching(text: str, source: str = "<batching parameters>") -> Batching
         max_enqueued_batches=_int(msg, "max_enqueued_batches", defaults.max_enqueued_batches),
         num_batch_threads=_int(msg, "num_batch_threads", defaults.num_batch_threads),
         allowed_batch_sizes=tuple(int(s) for s in msg.allowed_batch_sizes),
-        pad_variable_length_inputs=msg.pad_variable_length_inputs,
     )
     _check_batching(config, source)
     return config
+
+
+# BatchingParameters fields TF Serving has and this server does not implement, with the reason.
+UNSUPPORTED_BATCHING = {
+    "pad_variable_length_inputs": "inputs of different lengths are not padded; send equal shapes",
+    "enable_large_batch_splitting": "a request larger than max_batch_size is not split",
+    "max_execution_batch_size": "batches run whole; use max_batch_size",
+    "thread_pool_name": "each model has its own batch threads, named after the model",
+}
+
+
+def _refuse_unimplemented(msg: serving_config_pb2.BatchingParameters, source: str) -> None:
+    """A field set in the file changes nothing here, so it is refused by name, not ignored."""
+    for field, reason in UNSUPPORTED_BATCHING.items():
+        value = getattr(msg, field)
+        is_set = msg.HasField(field) if hasattr(value, "DESCRIPTOR") else bool(value)
+        if is_set:
+            raise ConfigError(f"{source}: {field} is not supported: {reason}")
 
 
 def _int(msg: serving_config_pb2.BatchingParameters, field: str, default: int) -> int:

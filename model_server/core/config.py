@@ -45,7 +45,6 @@ class BatchingConfig:
     max_enqueued_batches: int = 100
     num_batch_threads: int = 1
     allowed_batch_sizes: tuple[int, ...] = ()
-    pad_variable_length_inputs: bool = False
 
     def padded_size(self, rows: int) -> int:
         for size in self.allowed_batch_sizes:

@@ -5,6 +5,8 @@ Kept free of TensorFlow so the protocol adapters can use it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..core.errors import invalid
@@ -86,3 +88,22 @@ def tf_to_v2(tf_name: str) -> str:
 
 def is_string(tf_name: str) -> bool:
     return tf_name == "DT_STRING"
+
+
+def cast_in_range(key: str, array: np.ndarray, target: np.dtype[Any], type_name: str) -> np.ndarray:
+    """Integers cast to `target` after checking every value fits; numpy's cast would wrap them.
+
+    300 for an INT8 input is refused, never sent on as 44; -1 for UINT8, never as 255.
+    """
+    if target.kind in "iu" and array.dtype.kind in "iuf" and array.size:
+        if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+            raise invalid(f"input {key!r}: non-finite value for {type_name}")
+        info = np.iinfo(target)
+        low, high = int(array.min()), int(array.max())
+        if low < info.min or high > info.max:
+            bad = low if low < info.min else high
+            raise invalid(
+                f"input {key!r}: value {bad} is out of range for {type_name} "
+                f"[{info.min}, {info.max}]"
+            )
+    return array.astype(target)

@@ -65,6 +65,8 @@ class InferenceService:
 
     @staticmethod
     def signature(resolved: Resolved, name: str | None) -> Signature:
+        if name is not None and not isinstance(name, str):
+            raise invalid("the signature name must be a string")
         key = name or DEFAULT_SIGNATURE
         sig = resolved.servable.signatures.get(key)
         if sig is None:

@@ -28,6 +28,8 @@ def check_inputs(signature: Signature, inputs: Tensors) -> Tensors:
 def check_output_keys(signature: Signature, keys: list[str] | None) -> list[str] | None:
     if not keys:
         return None
+    if not all(isinstance(key, str) for key in keys):
+        raise invalid("output names must be strings")
     unknown = [key for key in keys if key not in signature.outputs]
     if unknown:
         raise invalid(f"unknown output(s) {sorted(unknown)}; expected {sorted(signature.outputs)}")
@@ -53,11 +55,7 @@ def _cast(key: str, array: np.ndarray, tf_dtype: str) -> np.ndarray:
         raise invalid(f"input {key!r} expects {tf_dtype}, got non-integer values")
     if target.kind == "b" and array.dtype.kind != "b":
         raise invalid(f"input {key!r} expects DT_BOOL, got {array.dtype}")
-    if target.kind in "iu":
-        info = np.iinfo(target.type)  # type: ignore[type-var]
-        if array.size and (array.min() < info.min or array.max() > info.max):
-            raise invalid(f"input {key!r}: value out of range for {tf_dtype}")
-    return array.astype(target)
+    return dtypes.cast_in_range(key, array, target, tf_dtype)
 
 
 def _check_shape(key: str, shape: tuple[int, ...], expected: tuple[int, ...] | None) -> None:

@@ -13,6 +13,8 @@ from ..core.errors import invalid
 from ..core.types import Signature
 from ..protocols.json_tensors import decode_b64, is_b64
 
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
 
 def feature_from_json(name: str, value: Any) -> feature_pb2.Feature:
     """TF Serving's rules: ints → int64_list, any float → float_list, strings/b64 → bytes_list."""
@@ -26,6 +28,8 @@ def feature_from_json(name: str, value: Any) -> feature_pb2.Feature:
             v.encode() if isinstance(v, str) else decode_b64(v) for v in values
         )
     elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        if any(not _INT64_MIN <= v <= _INT64_MAX for v in values):
+            raise invalid(f"feature {name!r}: integer out of range for int64")
         feature.int64_list.value.extend(values)
     elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
         feature.float_list.value.extend(float(v) for v in values)

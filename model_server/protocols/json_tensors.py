@@ -62,6 +62,7 @@ def to_array(
     if dtypes.is_string(tf_dtype):
         return _string_array(key, value, max_b64)
     target = dtypes.numpy_dtype(tf_dtype)
+    check_json_numbers(key, value, tf_dtype)
     if target.kind == "f":
         fast = float_array(value, target, nulls)
         if fast is not None:
@@ -73,6 +74,43 @@ def to_array(
     if array.dtype.kind not in "biuf":
         raise invalid(f"input {key!r}: expected numbers for {tf_dtype}")
     return array
+
+
+def check_json_numbers(key: str, value: Any, tf_dtype: str) -> None:
+    """Refuse what TF Serving refuses: only true/false for DT_BOOL, only numbers otherwise.
+
+    numpy alone would read true as 1.0 and "1.5" as 1.5 for a float input. Arrays json_body
+    parsed hold numbers only; the lists left to orjson are walked, without recursion.
+    """
+    want_bool = dtypes.numpy_dtype(tf_dtype).kind == "b"
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is list:
+            stack.extend(item)
+        elif kind is np.ndarray:
+            if (item.dtype.kind == "b") != want_bool:
+                raise _wrong_type(key, tf_dtype, want_bool, "numbers")
+        elif (kind is bool) != want_bool or kind not in (bool, int, float):
+            raise _wrong_type(key, tf_dtype, want_bool, _json_name(item))
+
+
+def _wrong_type(key: str, tf_dtype: str, want_bool: bool, got: str) -> Exception:
+    wanted = "true or false" if want_bool else "numbers"
+    return invalid(f"input {key!r} expects {wanted} for {tf_dtype}, got {got}")
+
+
+def _json_name(item: Any) -> str:
+    if item is None:
+        return "null"
+    if isinstance(item, bool):
+        return "a boolean"
+    if isinstance(item, str):
+        return "a string"
+    if isinstance(item, dict):
+        return "an object"
+    return "a number"
 
 
 def _string_array(key: str, value: Any, max_b64: int | None) -> np.ndarray:

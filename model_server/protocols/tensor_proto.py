@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core import dtypes
+from ..core import dtypes, limits
 from ..core.errors import invalid
 
 # DT_* name -> the repeated field holding its values when tensor_content is empty.
@@ -25,38 +25,63 @@ _VALUE_FIELD = {
     "DT_UINT32": "uint32_val",
     "DT_UINT64": "uint64_val",
 }
-MAX_ELEMENTS = 1 << 28
+# The dtype each repeated value field holds on the wire, before the range-checked cast.
+_FIELD_DTYPE: dict[str, np.dtype[Any]] = {
+    "float_val": np.dtype(np.float32),
+    "double_val": np.dtype(np.float64),
+    "int_val": np.dtype(np.int64),  # int32 on the wire; int64 so nothing wraps before the check
+    "int64_val": np.dtype(np.int64),
+    "bool_val": np.dtype(np.bool_),
+    "half_val": np.dtype(np.int64),
+    "uint32_val": np.dtype(np.uint32),
+    "uint64_val": np.dtype(np.uint64),
+}
+
+
+def declared_shape(proto: Any, key: str = "tensor") -> tuple[int, ...]:
+    """The proto's dims, checked against the tensor limits; nothing is allocated."""
+    name = dtypes.tf_name_from_enum(proto.dtype)
+    dims = [d.size for d in proto.tensor_shape.dim]
+    itemsize = limits.OBJECT_ITEMSIZE if name == "DT_STRING" else dtypes.numpy_dtype(name).itemsize
+    return limits.check_shape(key, dims, itemsize)
+
+
+def declared_bytes(proto: Any) -> int:
+    """Bytes the decoded tensor will take (after declared_shape accepted it)."""
+    name = dtypes.tf_name_from_enum(proto.dtype)
+    itemsize = limits.OBJECT_ITEMSIZE if name == "DT_STRING" else dtypes.numpy_dtype(name).itemsize
+    return limits.element_count([d.size for d in proto.tensor_shape.dim]) * itemsize
 
 
 def to_numpy(proto: Any, key: str = "tensor") -> np.ndarray:
     """A TensorProto as an array; rejects protos whose data and shape disagree."""
     name = dtypes.tf_name_from_enum(proto.dtype)
-    dims = [int(d.size) for d in proto.tensor_shape.dim]
-    if any(d < 0 for d in dims):
-        raise invalid(f"input {key!r}: negative dimension in shape {dims}")
-    size = int(np.prod(dims, dtype=np.int64)) if dims else 1
-    if size > MAX_ELEMENTS:
-        raise invalid(f"input {key!r}: tensor of {size} elements is too large")
+    dims = declared_shape(proto, key)
+    size = limits.element_count(dims)
     dtype = dtypes.numpy_dtype(name)
     if proto.tensor_content and name != "DT_STRING":
         if len(proto.tensor_content) != size * dtype.itemsize:
-            raise invalid(f"input {key!r}: tensor_content does not match shape {dims}")
+            raise invalid(f"input {key!r}: tensor_content does not match shape {list(dims)}")
         return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(dims)
-    values = getattr(proto, _VALUE_FIELD[name])
+    field = _VALUE_FIELD[name]
+    values = getattr(proto, field)
     if name == "DT_STRING":
         array = np.empty(len(values), dtype=object)
         array[:] = list(values)
     elif name == "DT_HALF":
-        array = np.asarray(values, dtype=np.uint16).view(np.float16)
+        wide = np.asarray(values, dtype=np.int64)
+        array = dtypes.cast_in_range(key, wide, np.dtype(np.uint16), "DT_HALF bits")
+        array = array.view(np.float16)
     else:
-        array = np.asarray(values, dtype=dtype)
+        wide = np.asarray(values, dtype=_FIELD_DTYPE[field])
+        array = dtypes.cast_in_range(key, wide, dtype, name)
     if array.size == size:
         return array.reshape(dims)
     if array.size == 1:  # TensorFlow fills a tensor from a single value
         return np.full(dims, array[0], dtype=array.dtype)
     if array.size == 0:
         return np.zeros(dims, dtype=dtype) if name != "DT_STRING" else np.full(dims, b"", object)
-    raise invalid(f"input {key!r}: {array.size} values do not fill shape {dims}")
+    raise invalid(f"input {key!r}: {array.size} values do not fill shape {list(dims)}")
 
 
 def from_numpy(array: np.ndarray, proto: Any) -> None:

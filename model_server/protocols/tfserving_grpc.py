@@ -26,12 +26,13 @@ from tensorflow_serving.apis import (
 )
 
 from ..config_files import ConfigError, models_from_proto
+from ..core import limits
 from ..core.errors import Code, ServingError, invalid
 from ..core.inference import InferenceService
 from ..core.manager import Resolved
 from ..core.types import CLASSIFY_METHOD, REGRESS_METHOD
 from . import examples
-from .tensor_proto import from_numpy, to_numpy
+from .tensor_proto import declared_bytes, declared_shape, from_numpy, to_numpy
 
 T = TypeVar("T")
 _STATES = {"START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
@@ -93,12 +94,31 @@ def _serialized_input(request_input: Any) -> np.ndarray:
     return examples.serialized_examples([e.SerializeToString() for e in items], context)
 
 
+async def _decode_inputs(protos: Any) -> dict[str, np.ndarray]:
+    """The request's tensors, each checked against the limits before any is allocated.
+
+    A fill from one value or a copy of a big repeated field runs on a worker thread, so the
+    event loop keeps serving other requests meanwhile.
+    """
+    total = 0
+    for key, proto in protos.items():
+        declared_shape(proto, key)
+        total += declared_bytes(proto)
+
+    def decode() -> dict[str, np.ndarray]:
+        return {key: to_numpy(proto, key) for key, proto in protos.items()}
+
+    if total > limits.OFF_LOOP_BYTES:
+        return await asyncio.to_thread(decode)
+    return decode()
+
+
 class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
     async def Predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async def work() -> Any:
             resolved = self._resolve(request.model_spec)
             signature = self.service.signature(resolved, request.model_spec.signature_name)
-            inputs = {key: to_numpy(proto, key) for key, proto in request.inputs.items()}
+            inputs = await _decode_inputs(request.inputs)
             outputs = await self.service.run(
                 resolved, signature, inputs, list(request.output_filter) or None
             )

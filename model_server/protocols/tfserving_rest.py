@@ -15,6 +15,7 @@ from ..core.errors import ServingError, invalid
 from ..core.inference import InferenceService
 from ..core.manager import Resolved
 from ..core.types import CLASSIFY_METHOD, REGRESS_METHOD, Signature, Tensors
+from ..core.versions import parse_version
 from ..http.server import Request, Response, json_error
 from ..protocols import examples, json_body
 from ..protocols.json_tensors import is_b64, to_array, to_json
@@ -58,7 +59,7 @@ class TfServingRest:
 
     async def _route(self, request: Request, match: re.Match[str]) -> Response:
         name, verb, label = match["name"], match["verb"], match["label"]
-        version = _version(match["version"])
+        version = parse_version(match["version"])
         if verb is None:
             if request.method != "GET":
                 raise invalid(f"{request.method} is not supported here; use GET")
@@ -161,14 +162,6 @@ class TfServingRest:
             classes = examples.classifications(outputs, len(items))
             return _ok({"results": [[[label, score] for label, score in row] for row in classes]})
         return _ok({"results": examples.regressions(outputs, len(items))})
-
-
-def _version(text: str | None) -> int | None:
-    if text is None:
-        return None
-    if not text.isdigit():
-        raise invalid(f"Failed to convert version: {text} to numeric.")
-    return int(text)
 
 
 def _parse_body(body: bytes, tensors: bool) -> json_body.Parsed:

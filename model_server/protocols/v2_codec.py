@@ -7,24 +7,30 @@ from typing import Any
 
 import numpy as np
 
-from ..core import dtypes
+from ..core import dtypes, limits
 from ..core.errors import invalid
 from ..core.types import Signature
-from .json_tensors import float_array
+from .json_tensors import check_json_numbers, float_array
 
 PLATFORM = "tensorflow_savedmodel"
-MAX_ELEMENTS = 1 << 28
 
 
-def element_count(key: str, shape: Any) -> tuple[int, ...]:
+def element_count(key: str, shape: Any, datatype: str | None = None) -> tuple[int, ...]:
+    """The declared shape, checked against the tensor limits before anything is allocated.
+
+    Without a datatype only the element limit applies (its bytes are not known yet).
+    """
     if not isinstance(shape, list | tuple) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise invalid(f"input {key!r}: shape must be a list of non-negative integers")
-    dims = tuple(int(d) for d in shape)
-    if dims and int(np.prod(dims, dtype=np.float64)) > MAX_ELEMENTS:
-        raise invalid(f"input {key!r}: tensor too large")
-    return dims
+    if datatype is None:
+        itemsize = 1
+    elif datatype == "BYTES":
+        itemsize = limits.OBJECT_ITEMSIZE
+    else:
+        itemsize = numpy_dtype(key, datatype).itemsize
+    return limits.check_shape(key, shape, itemsize)
 
 
 def numpy_dtype(key: str, datatype: Any) -> np.dtype[Any]:
@@ -35,7 +41,7 @@ def numpy_dtype(key: str, datatype: Any) -> np.dtype[Any]:
 
 def from_raw(key: str, datatype: str, shape: tuple[int, ...], raw: bytes) -> np.ndarray:
     """Raw tensor bytes (binary extension / raw_input_contents) as an array of `shape`."""
-    size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    size = limits.element_count(shape)
     if datatype == "BYTES":
         items = _unframe(key, raw)
         if len(items) != size:
@@ -52,15 +58,23 @@ def from_raw(key: str, datatype: str, shape: tuple[int, ...], raw: bytes) -> np.
 
 
 def from_json(
-    key: str, datatype: str, shape: tuple[int, ...], data: Any, nulls: bool = True
+    key: str,
+    datatype: str,
+    shape: tuple[int, ...],
+    data: Any,
+    nulls: bool = True,
+    typed: bool = False,
 ) -> np.ndarray:
-    size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    """`data` as an array of `shape`; typed: the values come from a typed protobuf field."""
+    size = limits.element_count(shape)
     if datatype == "BYTES":
         flat = _flatten_strings(key, data)
         array = np.empty(len(flat), dtype=object)
         array[:] = flat
     else:
         dtype = numpy_dtype(key, datatype)
+        if not typed:
+            check_json_numbers(key, data, dtypes.v2_to_tf(datatype))
         fast = float_array(data, dtype, nulls) if dtype.kind == "f" else None
         try:
             array = fast if fast is not None else np.asarray(data)
@@ -70,10 +84,7 @@ def from_json(
             raise invalid(f"input {key!r}: data must be numbers for {datatype}")
         if dtype.kind in "iu" and array.dtype.kind == "f":
             raise invalid(f"input {key!r}: non-integer data for {datatype}")
-        try:
-            array = array.astype(dtype)
-        except (ValueError, OverflowError):
-            raise invalid(f"input {key!r}: data does not fit {datatype}") from None
+        array = dtypes.cast_in_range(key, array, dtype, datatype)
     if array.size != size:
         raise invalid(f"input {key!r}: {array.size} elements for shape {list(shape)}")
     return array.reshape(shape)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..core.errors import ServingError, invalid
 from ..core.inference import InferenceService
+from ..core.versions import parse_version
 from ..proto import grpc_predict_v2_pb2 as pb
 from ..proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from . import v2_codec
@@ -34,14 +35,6 @@ _CONTENTS = {
 }
 
 
-def _version(text: str) -> int | None:
-    if not text:
-        return None
-    if not text.isdigit():
-        raise invalid(f"version must be a number, got {text!r}")
-    return int(text)
-
-
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, service: InferenceService, readiness: Readiness) -> None:
         self.service = service
@@ -55,7 +48,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            version = _version(request.version)
+            version = parse_version(request.version)
         except ServingError as exc:
             await context.abort(grpc.StatusCode[exc.code.name], exc.message)
         ready = self.readiness.ready and self.service.manager.model_ready(request.name, version)
@@ -70,7 +63,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            resolved = self.service.resolve(request.name, _version(request.version))
+            resolved = self.service.resolve(request.name, parse_version(request.version))
             signature = self.service.signature(resolved, None)
         except ServingError as exc:
             await context.abort(grpc.StatusCode[exc.code.name], exc.message)
@@ -89,7 +82,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         started = time.perf_counter()
         ok = False
         try:
-            resolved = self.service.resolve(request.model_name, _version(request.model_version))
+            resolved = self.service.resolve(
+                request.model_name, parse_version(request.model_version)
+            )
             sig_param = request.parameters.get("signature_name")
             signature = self.service.signature(
                 resolved, sig_param.string_param if sig_param is not None else None
@@ -125,7 +120,7 @@ def _inputs(request: Any) -> dict[str, np.ndarray]:
         if key in inputs:
             raise invalid(f"input {key!r} given twice")
         v2_codec.numpy_dtype(key, tensor.datatype)
-        shape = v2_codec.element_count(key, list(tensor.shape))
+        shape = v2_codec.element_count(key, list(tensor.shape), tensor.datatype)
         if raw:
             inputs[key] = v2_codec.from_raw(key, tensor.datatype, shape, raw[index])
         else:
@@ -133,7 +128,7 @@ def _inputs(request: Any) -> dict[str, np.ndarray]:
             if field is None:
                 raise invalid(f"input {key!r}: {tensor.datatype} needs raw_input_contents")
             values = list(getattr(tensor.contents, field))
-            inputs[key] = v2_codec.from_json(key, tensor.datatype, shape, values)
+            inputs[key] = v2_codec.from_json(key, tensor.datatype, shape, values, typed=True)
     return inputs
 
 

@@ -11,6 +11,7 @@ import orjson
 
 from ..core.errors import ServingError, invalid, not_found
 from ..core.inference import InferenceService
+from ..core.versions import parse_version
 from ..http.server import Request, Response, json_error
 from . import json_body, v2_codec
 
@@ -64,7 +65,7 @@ class V2Rest:
 
     async def _model(self, request: Request, match: re.Match[str]) -> Response:
         name, verb = match["name"], match["verb"]
-        version = _version(match["version"])
+        version = parse_version(match["version"])
         if verb == "/infer":
             if request.method != "POST":
                 raise invalid("use POST for infer")
@@ -138,14 +139,6 @@ class V2Rest:
         )
 
 
-def _version(text: str | None) -> int | None:
-    if text is None or text == "":
-        return None
-    if not text.isdigit():
-        raise invalid(f"version must be a number, got {text!r}")
-    return int(text)
-
-
 def _split_body(request: Request) -> tuple[dict[str, Any], bytes, bool]:
     """The JSON part, the binary tensor data after it, and whether the JSON may hold a null."""
     header = request.headers.get(HEADER_LENGTH)
@@ -179,7 +172,7 @@ def _inputs(body: dict[str, Any], binary: bytes, nulls: bool) -> dict[str, Any]:
         datatype = item.get("datatype")
         v2_codec.numpy_dtype(key, datatype)
         assert isinstance(datatype, str)  # numpy_dtype refused anything else
-        shape = v2_codec.element_count(key, item.get("shape"))
+        shape = v2_codec.element_count(key, item.get("shape"), datatype)
         params = item.get("parameters") or {}
         size = params.get("binary_data_size") if isinstance(params, dict) else None
         if size is not None:
