@@ -4,28 +4,59 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from kubernetes.utils import parse_quantity
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
-# Kubernetes' own quantity grammar ("500m", "2Gi", "1e3"); the apiserver checks it on strings.
-QUANTITY_PATTERN = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
 JsonDict = dict[str, Any]
 
-STORAGE_URI_PATTERN = r"^(pvc|s3|gs|https?|file)://.+"
+# Kubernetes' name grammars (k8s.io/apimachinery/pkg/util/validation).
+DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS_SUBDOMAIN = rf"^{DNS_LABEL}(\.{DNS_LABEL})*$"
+# Services are named after the object, and a Service name is a DNS-1035 label.
+DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+# A label key or taint key: an optional DNS-subdomain prefix and a name of at most 63.
+QUALIFIED_NAME = (
+    rf"^({DNS_LABEL}(\.{DNS_LABEL})*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?$"
+)
+# What Kubernetes allows in an env name: printable ASCII except '='.
+ENV_NAME = r"^[ -<>-~]+$"
 
+# One character of a URI: no whitespace, no control characters (NUL included).
+_URI_CHAR = r"[^\s\x00-\x1f\x7f]"
+# Per scheme: a claim that is a valid PVC name, a non-empty bucket or host, file:// absolute.
+STORAGE_URI_PATTERN = (
+    rf"^((pvc://{DNS_LABEL}(\.{DNS_LABEL})*)|((s3|gs|https?)://[^/\s\x00-\x1f\x7f]+))"
+    rf"(/{_URI_CHAR}*)?$|^file:///{_URI_CHAR}*$"
+)
+
+# Kubernetes' quantity grammar ("500m", "2Gi", "1e3") without a minus sign: none is negative.
+NON_NEGATIVE_QUANTITY = (
+    r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+GPU_RESOURCE = "nvidia.com/gpu"
+
+# A quantity as pods take it: a string in Kubernetes' grammar or a plain number (`cpu: 0.5`).
+# int-or-string would refuse 0.5 and a structural schema has no number-or-string, so the value
+# is untyped: `pattern` then checks strings only and `minimum` numbers only. CEL cannot see
+# untyped values, so requests-within-limits is checked by the operator (InvalidSpec).
 Quantity = Annotated[
-    int | str,
+    int | float | str,
     WithJsonSchema(
         {
-            "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "x-kubernetes-int-or-string": True,
-            "pattern": QUANTITY_PATTERN,
+            "x-kubernetes-preserve-unknown-fields": True,
+            "pattern": NON_NEGATIVE_QUANTITY,
+            "minimum": 0,
         }
     ),
 ]
+# Map-level, since CEL cannot read a map of untyped values: GPUs are set with gpu.count.
+_NO_GPU_KEY: JsonDict = {"maxProperties": 16, "not": {"required": [GPU_RESOURCE]}}
+
+# CEL raw strings keep the regular expressions' backslashes as they are.
+_QUALIFIED_KEYS_RULE = f"self.all(k, size(k) <= 316 && k.matches(r'{QUALIFIED_NAME}'))"
 
 # Fields whose shape is Kubernetes' own (affinity, valueFrom): kept as given, checked by the
 # apiserver when the operator copies them into a pod template.
@@ -65,14 +96,29 @@ class ResourceRequirements(ApiModel):
         default=None,
         description="Minimum resources the scheduler reserves, e.g. cpu and memory.",
         examples=[{"cpu": "1", "memory": "2Gi"}],
-        json_schema_extra={"maxProperties": 16},
+        json_schema_extra=_NO_GPU_KEY,
     )
     limits: dict[str, Quantity] | None = Field(
         default=None,
-        description="Maximum resources the container may use. Set GPUs with `gpu.count`, not here.",
+        description="Maximum resources the container may use. Set GPUs with `gpu.count`, not "
+        "here. A request must not exceed its limit.",
         examples=[{"cpu": "2", "memory": "4Gi"}],
-        json_schema_extra={"maxProperties": 16},
+        json_schema_extra=_NO_GPU_KEY,
     )
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> ResourceRequirements:
+        for name, request in (self.requests or {}).items():
+            limit = (self.limits or {}).get(name)
+            if limit is None:
+                continue
+            try:
+                over = parse_quantity(request) > parse_quantity(limit)  # type: ignore[no-untyped-call]
+            except ValueError:
+                continue  # the grammar is the schema's to refuse
+            if over:
+                raise ValueError(f"requests.{name} ({request}) exceeds limits.{name} ({limit})")
+        return self
 
 
 class GPU(ApiModel):
@@ -104,6 +150,7 @@ class GPU(ApiModel):
         default=None,
         min_length=1,
         max_length=63,
+        pattern=LABEL_VALUE,
         description="Required value of the node label `nvidia.com/gpu.product`.",
         examples=["NVIDIA-A100-SXM4-40GB"],
     )
@@ -125,12 +172,27 @@ class Toleration(ApiModel):
                 "!has(self.operator) || self.operator != 'Exists' || !has(self.value)",
                 "a toleration with operator Exists takes no value",
                 ".value",
-            )
+            ),
+            cel(
+                "(has(self.key) && self.key != '')"
+                " || (has(self.operator) && self.operator == 'Exists')",
+                "a toleration without a key must have operator Exists",
+                ".operator",
+            ),
+            cel(
+                "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+                "tolerationSeconds applies only to effect NoExecute",
+                ".tolerationSeconds",
+            ),
         )
     )
 
     key: str | None = Field(
-        default=None, max_length=316, description="Taint key to tolerate.", examples=["dedicated"]
+        default=None,
+        max_length=316,
+        pattern=f"^$|{QUALIFIED_NAME}",
+        description="Taint key to tolerate; empty with operator Exists matches every taint.",
+        examples=["dedicated"],
     )
     operator: Literal["Exists", "Equal"] | None = Field(
         default=None,
@@ -138,7 +200,11 @@ class Toleration(ApiModel):
         examples=["Equal"],
     )
     value: str | None = Field(
-        default=None, max_length=63, description="Taint value to match.", examples=["ml"]
+        default=None,
+        max_length=63,
+        pattern=LABEL_VALUE,
+        description="Taint value to match.",
+        examples=["ml"],
     )
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None,
@@ -153,18 +219,53 @@ class Toleration(ApiModel):
     )
 
 
+# Exactly one source, as Kubernetes requires of an EnvVarSource.
+EnvVarSource = Annotated[
+    dict[str, Any],
+    Field(min_length=1, max_length=1),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "minProperties": 1,
+            "maxProperties": 1,
+        }
+    ),
+]
+
+
 class EnvVar(ApiModel):
     """An environment variable for a container."""
 
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.valueFrom) || !has(self.value) || self.value == ''",
+                "env takes value or valueFrom, not both",
+                ".valueFrom",
+            )
+        )
+    )
+
     name: str = Field(
-        min_length=1, max_length=256, description="Variable name.", examples=["LOG_LEVEL"]
+        min_length=1,
+        max_length=256,
+        pattern=ENV_NAME,
+        description="Variable name: printable ASCII, no `=`.",
+        examples=["LOG_LEVEL"],
     )
     value: str | None = Field(default=None, description="Literal value.", examples=["info"])
-    value_from: OpaqueObject | None = Field(
+    value_from: EnvVarSource | None = Field(
         default=None,
         description="Source of the value (secretKeyRef, configMapKeyRef, fieldRef).",
         examples=[{"secretKeyRef": {"name": "api-keys", "key": "token"}}],
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvVar:
+        if self.value_from is not None and self.value:
+            raise ValueError("env takes value or valueFrom, not both")
+        return self
 
 
 ENV_LIST: dict[str, Any] = {
@@ -174,12 +275,19 @@ ENV_LIST: dict[str, Any] = {
 }
 
 
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]
+
+
 class Scheduling(ApiModel):
     """Where pods may run, passed through to the pod spec."""
 
-    node_selector: dict[str, str] | None = Field(
+    node_selector: dict[str, LabelValue] | None = Field(
         default=None,
         description="Node labels a pod's node must carry.",
+        json_schema_extra={
+            "maxProperties": 64,
+            **validations(cel(_QUALIFIED_KEYS_RULE, "node selector keys must be label keys")),
+        },
         examples=[{"topology.kubernetes.io/zone": "us-east-1a"}],
     )
     tolerations: list[Toleration] | None = Field(

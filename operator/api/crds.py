@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .common import DNS_1035_LABEL
 from .modeldeployment import ModelDeployment
 from .schema import JsonSchema, inline_refs, structural
 from .trainingjob import TrainingJob
@@ -99,10 +100,17 @@ def openapi_schema(kind: Kind, *, keep_examples: bool = False) -> JsonSchema:
     body["properties"] = {
         "apiVersion": {"type": "string", "description": "modelship.dev/v1alpha1"},
         "kind": {"type": "string", "description": kind.kind},
-        # The one metadata field a CRD schema may restrict.
+        # The one metadata field a CRD schema may restrict. The Service and pods are named
+        # after it, so it must be a DNS-1035 label (no dots).
         "metadata": {
             "type": "object",
-            "properties": {"name": {"type": "string", "maxLength": MAX_NAME_LENGTH}},
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "maxLength": MAX_NAME_LENGTH,
+                    "pattern": DNS_1035_LABEL,
+                }
+            },
         },
         **body["properties"],
     }

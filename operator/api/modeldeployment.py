@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
 from .common import (
     CONDITION_LIST,
+    DNS_SUBDOMAIN,
     ENV_LIST,
     GPU,
     STORAGE_URI_PATTERN,
     ApiModel,
     Condition,
     EnvVar,
+    JsonDict,
     ResourceRequirements,
     Scheduling,
     cel,
@@ -39,20 +41,6 @@ class Server(ApiModel):
     resources: ResourceRequirements | None = Field(
         default=None,
         description="CPU and memory for the server container.",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "!has(self.limits) || !('nvidia.com/gpu' in self.limits)",
-                    "request GPUs with spec.gpu.count, not server.resources.limits",
-                    ".limits",
-                ),
-                cel(
-                    "!has(self.requests) || !('nvidia.com/gpu' in self.requests)",
-                    "request GPUs with spec.gpu.count, not server.resources.requests",
-                    ".requests",
-                ),
-            ]
-        },
     )
     env: list[EnvVar] | None = Field(
         default=None,
@@ -135,8 +123,6 @@ AutoscalingMode = Literal["operator", "keda"]
 DEFAULT_PANIC_THRESHOLD_PERCENT = 200
 DEFAULT_SCALE_UP_WINDOW_SECONDS = 10
 DEFAULT_SCALE_DOWN_WINDOW_SECONDS = 300
-# A Kubernetes object name (DNS subdomain), as KEDA's authenticationRef takes it.
-DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
 class Autoscaling(ApiModel):
@@ -255,31 +241,44 @@ class Batching(ApiModel):
     allowed_batch_sizes: list[int] | None = Field(
         default=None,
         max_length=32,
-        description="Batch sizes padded to; the last must equal maxBatchSize.",
+        description="Batch sizes padded to, each once; the last must equal maxBatchSize.",
         examples=[[8, 16, 32]],
-        json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": 4096}},
+        json_schema_extra={
+            "items": {"type": "integer", "minimum": 1, "maximum": 4096},
+            "x-kubernetes-list-type": "set",
+        },
     )
+
+
+CPU_UTILIZATION_ABSENT: JsonDict = {"not": {"enum": ["cpuUtilization"]}}
+CPU_REQUEST: JsonDict = {
+    "resources": {"required": ["requests"], "properties": {"requests": {"required": ["cpu"]}}}
+}
+CPU_UTILIZATION_NEEDS_CPU_REQUEST: list[Any] = [
+    {"properties": {"autoscaling": {"properties": {"metric": CPU_UTILIZATION_ABSENT}}}},
+    {
+        "required": ["server"],
+        "properties": {"server": {"required": ["resources"], "properties": CPU_REQUEST}},
+    },
+]
 
 
 class ModelDeploymentSpec(Scheduling):
     """What to serve and how."""
 
     model_config = ConfigDict(
-        json_schema_extra=validations(
-            cel(
-                "!has(self.storageSecretName) || self.storageUri.matches('^(s3|gs|https?)://')",
-                "storageSecretName applies only to s3://, gs:// and http(s):// storageUri",
-                ".storageSecretName",
+        json_schema_extra={
+            **validations(
+                cel(
+                    "!has(self.storageSecretName) || self.storageUri.matches('^(s3|gs|https?)://')",
+                    "storageSecretName applies only to s3://, gs:// and http(s):// storageUri",
+                    ".storageSecretName",
+                ),
             ),
-            cel(
-                "!has(self.autoscaling) || self.autoscaling.metric != 'cpuUtilization'"
-                " || (has(self.server.resources) && has(self.server.resources.requests)"
-                " && 'cpu' in self.server.resources.requests)",
-                "autoscaling.metric cpuUtilization needs server.resources.requests.cpu"
-                " (utilization is a percent of it)",
-                ".autoscaling.metric",
-            ),
-        )
+            # cpuUtilization is a percent of the CPU request. CEL cannot read the requests map
+            # (its values are untyped so that `cpu: 0.5` passes): a plain schema rule instead.
+            "anyOf": CPU_UTILIZATION_NEEDS_CPU_REQUEST,
+        }
     )
 
     storage_uri: str = Field(
@@ -287,7 +286,8 @@ class ModelDeploymentSpec(Scheduling):
         pattern=STORAGE_URI_PATTERN,
         description=(
             "Where the SavedModel base path (numeric version folders) lives: pvc://CLAIM/path, "
-            "s3://bucket/path, gs://bucket/path, http(s):// (a directory or an archive), file://."
+            "s3://bucket/path, gs://bucket/path, http(s):// (a directory or an archive), "
+            "file:///absolute/path. No whitespace or control characters."
         ),
         examples=["s3://models/half_plus_two"],
     )
@@ -295,6 +295,7 @@ class ModelDeploymentSpec(Scheduling):
         default=None,
         min_length=1,
         max_length=253,
+        pattern=DNS_SUBDOMAIN,
         description="Secret in the same namespace holding the storage credentials.",
         examples=["s3-credentials"],
     )

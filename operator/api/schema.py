@@ -24,8 +24,10 @@ _KEPT_KEYS = {
     "pattern",
     "minItems",
     "maxItems",
+    "minProperties",
     "maxProperties",
     "anyOf",
+    "not",
     "nullable",
 }
 

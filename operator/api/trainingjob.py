@@ -8,6 +8,7 @@ from pydantic import ConfigDict, Field
 
 from .common import (
     CONDITION_LIST,
+    DNS_SUBDOMAIN,
     ENV_LIST,
     GPU,
     STORAGE_URI_PATTERN,
@@ -23,6 +24,16 @@ from .common import (
 
 class ReplicaSpec(Scheduling):
     """Pods of one role (chief, worker, ps or evaluator)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.env) || !self.env.exists(e, e.name == 'TF_CONFIG')",
+                "TF_CONFIG is set by the operator; remove it from env",
+                ".env",
+            )
+        )
+    )
 
     replicas: int = Field(default=1, ge=0, le=1024, description="Pods of this role.")
     image: str = Field(
@@ -49,7 +60,8 @@ class ReplicaSpec(Scheduling):
         json_schema_extra=ENV_LIST,
     )
     resources: ResourceRequirements | None = Field(
-        default=None, description="CPU and memory per pod. Set GPUs with `gpu`."
+        default=None,
+        description="CPU and memory per pod. Set GPUs with `gpu`.",
     )
     gpu: GPU | None = Field(default=None, description="GPUs per pod and which GPUs qualify.")
     restart_policy: Literal["Never", "OnFailure", "ExitCode"] = Field(
@@ -69,6 +81,11 @@ class ReplicaSpecs(ApiModel):
             cel(
                 "has(self.chief) || has(self.worker)",
                 "replicaSpecs needs a chief or a worker",
+            ),
+            cel(
+                "(has(self.chief) && self.chief.replicas > 0)"
+                " || (has(self.worker) && self.worker.replicas > 0)",
+                "replicaSpecs needs at least one chief or worker replica",
             ),
             cel(
                 "!has(self.chief) || self.chief.replicas <= 1",
@@ -123,6 +140,16 @@ class RunPolicy(ApiModel):
 class Output(ApiModel):
     """Where the trained SavedModel is exported."""
 
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.storageSecretName) || self.storageUri.matches('^(s3|gs|https?)://')",
+                "storageSecretName applies only to s3://, gs:// and http(s):// storageUri",
+                ".storageSecretName",
+            )
+        )
+    )
+
     storage_uri: str = Field(
         max_length=2048,
         pattern=STORAGE_URI_PATTERN,
@@ -133,6 +160,7 @@ class Output(ApiModel):
         default=None,
         min_length=1,
         max_length=253,
+        pattern=DNS_SUBDOMAIN,
         description="Secret in the same namespace holding the storage credentials.",
         examples=["s3-credentials"],
     )

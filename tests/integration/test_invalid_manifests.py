@@ -20,7 +20,7 @@ def _expected(manifest: Path) -> list[str]:
 
 
 def test_corpus_is_large_enough() -> None:
-    assert len(CORPUS) >= 20
+    assert len(CORPUS) >= 100
     assert all(_expected(m) for m in CORPUS), "every case names the field it expects"
 
 

@@ -33,13 +33,23 @@ def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
+def _keys_within(node: Any) -> set[str]:
+    if isinstance(node, list):
+        return set().union(*(_keys_within(item) for item in node)) if node else set()
+    if not isinstance(node, dict):
+        return set()
+    return set(node) | _keys_within(list(node.values()))
+
+
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
 def test_schema_is_structural(kind: Any) -> None:
     for path, node in _walk(openapi_schema(kind)):
         assert not {"$ref", "title", "$defs"} & node.keys(), path
         if node.get("x-kubernetes-int-or-string"):
             continue
-        assert "anyOf" not in node, f"{path}: anyOf outside int-or-string"
+        # Outside int-or-string, anyOf and not may only validate values, never declare types.
+        for key in ("anyOf", "not"):
+            assert "type" not in _keys_within(node.get(key)), f"{path}: typed {key}"
         assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), path
 
 

@@ -40,10 +40,13 @@ def test_model_level_cel_rules_survive_inlining() -> None:
     assert {r["fieldPath"] for r in rules} == {".product", ".minMemoryMiB"}
 
 
-def test_quantity_is_int_or_string() -> None:
+def test_quantity_is_an_untyped_number_or_string() -> None:
+    """Untyped so a number like 0.5 passes, as in pods; pattern checks strings, minimum numbers."""
     amount = _schema(_Outer)["properties"]["amount"]
-    assert amount["x-kubernetes-int-or-string"] is True
-    assert amount["anyOf"] == [{"type": "integer"}, {"type": "string"}]
+    assert "type" not in amount
+    assert amount["x-kubernetes-preserve-unknown-fields"] is True
+    assert amount["minimum"] == 0
+    assert amount["pattern"].startswith("^\\+?")
 
 
 def test_examples_are_kept_only_for_docs() -> None:
