@@ -86,8 +86,6 @@ def download(location: Location, target: Path, meter: Meter) -> None:
             dest = safe_join(target, relative)
             dest.parent.mkdir(parents=True, exist_ok=True)
             _get(blob, dest, meter)
-    except DataCorruption as e:
-        raise SourceError(f"a download is corrupt: {_first_line(e)}") from e
     except gexc.NotFound as e:
         raise SourceError("NotFound: the bucket does not exist") from e
     except (gexc.Forbidden, gexc.Unauthorized) as e:
@@ -115,11 +113,11 @@ def _get(blob: Any, dest: Path, meter: Meter) -> None:
     meter.check_time()
     with dest.open("wb") as out:
         sink = MeteredFile(out, meter)
-        # The client checks crc32c when google-crc32c is installed, else md5Hash.
-        blob.download_to_file(sink, checksum="auto", timeout=(10, 60))
+        try:
+            # The client checks crc32c when google-crc32c is installed, else md5Hash.
+            blob.download_to_file(sink, checksum="auto", timeout=(10, 60))
+        except DataCorruption as e:
+            raise SourceError(
+                f"{dest.name} is corrupt: its checksum does not match the object's crc32c"
+            ) from e
     check_complete(dest.name, sink.written, blob.size)
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error.args[0]) if error.args else type(error).__name__
-    return text.splitlines()[0] if text else type(error).__name__

@@ -33,3 +33,18 @@ def http_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     command += ["--directory", str(root / "www")]
     with serve(command, port, root / "log"):
         yield root / "www", f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def gcs_on_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """fake-gcs-server keeping objects as files (BUCKET/NAME), so a test can damage an object
+    behind its back: its endpoint and that folder."""
+    binary = tool("fake-gcs-server")
+    root = tmp_path_factory.mktemp("fake-gcs-disk")
+    (root / "objects").mkdir()
+    port = free_port()
+    command = [str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port)]
+    command += ["-backend", "filesystem", "-filesystem-root", str(root / "objects")]
+    command += ["-public-host", f"127.0.0.1:{port}", "-log-level", "warn"]
+    with serve(command, port, root / "log"):
+        yield f"http://127.0.0.1:{port}", root / "objects"
