@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from .errors import FetchError, redact
 from .fetch import fetch
@@ -53,7 +56,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         limits = limits_from(flags, os.environ)
     except FetchError as e:
         return fail(str(e), args.termination_log)
-    return run_fetch(args.uri, args.dest, args.termination_log, limits)
+    with _sigterm_raises():
+        return run_fetch(args.uri, args.dest, args.termination_log, limits)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (the pod is being deleted). A BaseException, so no library's `except
+    Exception` swallows it on its way to the fetch's cleanup."""
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into an exception, so the staging folder is removed and the destination left
+    empty, instead of the process dying mid-write."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_fetch(
@@ -64,6 +88,8 @@ def run_fetch(
         result = fetch(uri, dest, limits=limits)
     except FetchError as e:
         return fail(str(e), termination_log)
+    except Terminated:
+        return fail(f"cannot fetch {display_uri(uri)}: stopped by SIGTERM", termination_log)
     except Exception as e:  # a bug or an unforeseen library error: still one line, no traceback
         message = f"cannot fetch {display_uri(uri)}: unexpected {type(e).__name__}: {e}"
         return fail(message, termination_log)

@@ -5,6 +5,10 @@ by the fetch's own limits, set low here, and by the subprocess timeout."""
 from __future__ import annotations
 
 import gzip
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,3 +165,29 @@ def test_a_steady_but_endless_download_stops_at_the_deadline(
         "MODELSHIP_FETCH_DEADLINE)\n"
     )
     assert_failed_empty(result, tmp_path, line)
+
+
+def test_sigterm_mid_download_leaves_the_destination_empty(server: Hostile, tmp_path: Path) -> None:
+    url = server.route("/forever.tar", trickle(b"\0" * 512, every=0.05, length=1 << 30))
+    dest = tmp_path / "models"
+    log = tmp_path / "models.termination-log"
+    command = [str(Path(sys.executable).parent / "modelship"), "fetch", f"--uri={url}"]
+    command += [f"--dest={dest}", f"--termination-log={log}"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Wait for bytes on disk: the download is under way inside the staging folder.
+        for _ in range(600):
+            if any(p.is_file() and p.stat().st_size for p in dest.rglob("*")):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the download never started")
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    line = f"cannot fetch {url}: stopped by SIGTERM\n"
+    assert (proc.returncode, stderr, log.read_text()) == (1, line, line)
+    assert list(dest.iterdir()) == []
