@@ -67,6 +67,25 @@ def check_shape(key: str, dims: Sequence[int], itemsize: int) -> tuple[int, ...]
     return shape
 
 
+class RequestBudget:
+    """The bytes a request's input tensors take together, against the same byte limit.
+
+    Per-tensor checks alone would let one request declare many tensors just under the limit.
+    """
+
+    def __init__(self) -> None:
+        self.used = 0
+
+    def add(self, key: str, nbytes: int) -> None:
+        self.used += nbytes
+        limit = _current[0].max_bytes
+        if self.used > limit:
+            raise invalid(
+                f"input {key!r}: the request's tensors need {self.used} bytes together, over the "
+                f"limit of {limit} (--max_tensor_bytes)"
+            )
+
+
 def element_count(shape: Sequence[int]) -> int:
     count = 1
     for d in shape:

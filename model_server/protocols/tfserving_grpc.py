@@ -100,15 +100,15 @@ async def _decode_inputs(protos: Any) -> dict[str, np.ndarray]:
     A fill from one value or a copy of a big repeated field runs on a worker thread, so the
     event loop keeps serving other requests meanwhile.
     """
-    total = 0
+    budget = limits.RequestBudget()
     for key, proto in protos.items():
         declared_shape(proto, key)
-        total += declared_bytes(proto)
+        budget.add(key, declared_bytes(proto))
 
     def decode() -> dict[str, np.ndarray]:
         return {key: to_numpy(proto, key) for key, proto in protos.items()}
 
-    if total > limits.OFF_LOOP_BYTES:
+    if budget.used > limits.OFF_LOOP_BYTES:
         return await asyncio.to_thread(decode)
     return decode()
 

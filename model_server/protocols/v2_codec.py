@@ -24,13 +24,14 @@ def element_count(key: str, shape: Any, datatype: str | None = None) -> tuple[in
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise invalid(f"input {key!r}: shape must be a list of non-negative integers")
-    if datatype is None:
-        itemsize = 1
-    elif datatype == "BYTES":
-        itemsize = limits.OBJECT_ITEMSIZE
-    else:
-        itemsize = numpy_dtype(key, datatype).itemsize
-    return limits.check_shape(key, shape, itemsize)
+    return limits.check_shape(key, shape, 1 if datatype is None else itemsize(key, datatype))
+
+
+def itemsize(key: str, datatype: str) -> int:
+    """Bytes per element once decoded (a BYTES element: its slot in an object array)."""
+    if datatype == "BYTES":
+        return limits.OBJECT_ITEMSIZE
+    return numpy_dtype(key, datatype).itemsize
 
 
 def numpy_dtype(key: str, datatype: Any) -> np.dtype[Any]:

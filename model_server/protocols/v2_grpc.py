@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from ..core import limits
 from ..core.errors import ServingError, invalid
 from ..core.inference import InferenceService
 from ..core.versions import parse_version
@@ -115,12 +116,14 @@ def _inputs(request: Any) -> dict[str, np.ndarray]:
     if raw and len(raw) != len(request.inputs):
         raise invalid(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
     inputs: dict[str, np.ndarray] = {}
+    budget = limits.RequestBudget()
     for index, tensor in enumerate(request.inputs):
         key = tensor.name
         if key in inputs:
             raise invalid(f"input {key!r} given twice")
         v2_codec.numpy_dtype(key, tensor.datatype)
         shape = v2_codec.element_count(key, list(tensor.shape), tensor.datatype)
+        budget.add(key, limits.element_count(shape) * v2_codec.itemsize(key, tensor.datatype))
         if raw:
             inputs[key] = v2_codec.from_raw(key, tensor.datatype, shape, raw[index])
         else:

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from ..core import limits
 from ..core.errors import ServingError, invalid, not_found
 from ..core.inference import InferenceService
 from ..core.versions import parse_version
@@ -162,6 +163,7 @@ def _inputs(body: dict[str, Any], binary: bytes, nulls: bool) -> dict[str, Any]:
     if not isinstance(items, list) or not items:
         raise invalid("'inputs' must be a non-empty list")
     inputs: dict[str, Any] = {}
+    budget = limits.RequestBudget()
     offset = 0
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
@@ -173,6 +175,7 @@ def _inputs(body: dict[str, Any], binary: bytes, nulls: bool) -> dict[str, Any]:
         v2_codec.numpy_dtype(key, datatype)
         assert isinstance(datatype, str)  # numpy_dtype refused anything else
         shape = v2_codec.element_count(key, item.get("shape"), datatype)
+        budget.add(key, limits.element_count(shape) * v2_codec.itemsize(key, datatype))
         params = item.get("parameters") or {}
         size = params.get("binary_data_size") if isinstance(params, dict) else None
         if size is not None:

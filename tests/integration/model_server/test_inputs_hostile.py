@@ -249,6 +249,19 @@ def test_grpc_fill_within_the_limit_is_served(channel: grpc.Channel) -> None:
     assert np.all(y == 2.5)
 
 
+def test_grpc_many_tensors_each_under_the_limit_count_together(
+    channel: grpc.Channel, rest: httpx.Client
+) -> None:
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    each = MAX_TENSOR_BYTES // 2
+    request = _fill_request("half_plus_two", "x", [each // 4])
+    for index in range(1, 40):
+        request.inputs[f"extra{index}"].CopyFrom(request.inputs["x"])
+    assert len(request.SerializeToString()) < 4096
+    _refused_grpc(stub.Predict, request, "together")
+    _still_serving(rest)
+
+
 @pytest.mark.parametrize(("key", "dtype", "value"), [("i8", tf.int8, 300), ("u8", tf.uint8, -1)])
 def test_grpc_int_val_out_of_range(channel: grpc.Channel, key: str, dtype: Any, value: int) -> None:
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)

@@ -211,3 +211,12 @@ def test_tensor_limit_flags(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit):
         cli.parse([*base, "--max_tensor_bytes=0"])
     assert "--max_tensor_bytes must be positive" in capsys.readouterr().err
+
+
+def test_a_request_budget_counts_its_tensors_together(small_limits: limits.TensorLimits) -> None:
+    budget = limits.RequestBudget()
+    budget.add("a", 1500)
+    _refused(lambda: budget.add("b", 501), "'b'", "together", "--max_tensor_bytes")
+    fresh = limits.RequestBudget()
+    fresh.add("a", 2000)
+    assert fresh.used == 2000
