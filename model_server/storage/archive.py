@@ -57,10 +57,15 @@ def extract(archive: Path, dest: Path, limits: Limits | None = None) -> None:
         raise SourceError(f"{archive.name} is not a readable {kind} archive: {e}") from e
 
 
-def check_expansion(archive: Path, unpacked: int, limits: Limits) -> None:
-    """Refuse an archive whose members' declared sizes exceed the limits. The sizes are binding:
-    tarfile and zipfile write exactly the declared bytes of each member, or fail."""
+def check_expansion(archive: Path, members: int, unpacked: int, limits: Limits) -> None:
+    """Refuse an archive whose members' number or declared sizes exceed the limits. The sizes are
+    binding: tarfile and zipfile write exactly the declared bytes of each member, or fail."""
     packed = max(archive.stat().st_size, 1)
+    if members > limits.max_files:
+        raise SourceError(
+            f"{archive.name} holds {members} members, over the limit of {limits.max_files} "
+            "(--max-files, MODELSHIP_FETCH_MAX_FILES)"
+        )
     if unpacked > limits.max_bytes:
         raise SourceError(
             f"{archive.name} would unpack to {unpacked} bytes, over the limit of "
@@ -79,7 +84,8 @@ def _extract_tar(archive: Path, dest: Path, limits: Limits) -> None:
         members = tar.getmembers()
         for member in members:
             check_tar_member(member)
-        check_expansion(archive, sum(m.size for m in members if m.isfile()), limits)
+        unpacked = sum(m.size for m in members if m.isfile())
+        check_expansion(archive, len(members), unpacked, limits)
         _check_tar_end(tar, archive.name, limits)
         # The standard library's "data" filter repeats the checks as it writes (defence in depth).
         tar.extractall(dest, members=members, filter="data")
@@ -134,7 +140,7 @@ def _check_link(name: str, target: str, base: PurePosixPath) -> None:
 def _extract_zip(archive: Path, dest: Path, limits: Limits) -> None:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
-        check_expansion(archive, sum(info.file_size for info in infos), limits)
+        check_expansion(archive, len(infos), sum(info.file_size for info in infos), limits)
         for info in infos:
             safe_relative(info.filename)
             # Unix archivers keep the file type in the high bits; others leave it 0.

@@ -110,7 +110,7 @@ def _blobs(client: Any, bucket: str, prefix: str) -> Iterator[tuple[Any, str]]:
 def _get(blob: Any, dest: Path, meter: Meter) -> None:
     """The client checks the object's crc32c (or md5Hash) itself; the length is checked here
     against the size the listing gave."""
-    meter.check_time()
+    meter.add_file()
     with dest.open("wb") as out:
         sink = MeteredFile(out, meter)
         try:

@@ -27,11 +27,13 @@ _UNITS = {
 
 @dataclass(frozen=True)
 class Limits:
-    """max_bytes: the most one fetch writes, downloaded or unpacked. max_ratio: the most an archive
-    may expand (unpacked size / archive size). deadline: seconds for the whole fetch. min_rate:
-    bytes per second that must arrive in every rate_window seconds."""
+    """max_bytes: the most one fetch writes, downloaded or unpacked. max_files: the most files it
+    writes (downloaded objects, or an archive's members). max_ratio: the most an archive may
+    expand (unpacked size / archive size). deadline: seconds for the whole fetch. min_rate: bytes
+    per second that must arrive in every rate_window seconds."""
 
     max_bytes: int = 20 << 30
+    max_files: int = 100_000
     max_ratio: float = 200.0
     deadline: float = 3600.0
     min_rate: int = 10 << 10
@@ -56,6 +58,12 @@ def parse_positive(text: str) -> float:
     return value
 
 
+def parse_count(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"{text!r} must be a whole number above 0")
+    return int(text)
+
+
 def parse_rate(text: str) -> int:
     """Bytes per second, with the size suffixes; 0 turns the minimum rate off."""
     return parse_size(text)
@@ -64,6 +72,7 @@ def parse_rate(text: str) -> int:
 # Setting name -> (flag, environment variable, parser, what the value is).
 SETTINGS: dict[str, tuple[str, str, Callable[[str], float], str]] = {
     "max_bytes": ("--max-bytes", "MODELSHIP_FETCH_MAX_BYTES", parse_size, "size"),
+    "max_files": ("--max-files", "MODELSHIP_FETCH_MAX_FILES", parse_count, "count"),
     "max_ratio": ("--max-ratio", "MODELSHIP_FETCH_MAX_RATIO", parse_positive, "ratio"),
     "deadline": ("--deadline", "MODELSHIP_FETCH_DEADLINE", parse_positive, "seconds"),
     "min_rate": ("--min-rate", "MODELSHIP_FETCH_MIN_RATE", parse_rate, "bytes per second"),
@@ -95,6 +104,7 @@ class Meter:
     def __init__(self, limits: Limits, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
         self.total = 0
+        self.files = 0
         self._clock = clock
         self._started = clock()
         self._window_start = self._started
@@ -107,6 +117,15 @@ class Meter:
             raise SourceError(
                 f"the download exceeds {self.limits.max_bytes} bytes (--max-bytes, "
                 "MODELSHIP_FETCH_MAX_BYTES)"
+            )
+        self.check_time()
+
+    def add_file(self) -> None:
+        self.files += 1
+        if self.files > self.limits.max_files:
+            raise SourceError(
+                f"the source holds more than {self.limits.max_files} files (--max-files, "
+                "MODELSHIP_FETCH_MAX_FILES)"
             )
         self.check_time()
 

@@ -14,6 +14,7 @@ def download(location: Location, target: Path, meter: Meter) -> None:
     source = Path(location.path)
 
     def copy(src: str, dst: str) -> str:
+        meter.add_file()
         meter.add(Path(src).stat().st_size)  # before copying, so a limit is hit before the disk
         return str(shutil.copy2(src, dst))
 

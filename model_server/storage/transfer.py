@@ -25,6 +25,7 @@ def save(
 ) -> None:
     """Copy `read` (which returns what has arrived, b"" at the end) into `path`. `length` is the
     size the source announced; `md5` the hex digest it announced."""
+    meter.add_file()
     digest = hashlib.md5(usedforsecurity=False) if md5 else None
     received = 0
     with path.open("wb") as out:

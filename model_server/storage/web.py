@@ -22,6 +22,7 @@ from .uri import Location
 # The longest a single socket read may block; the meter's deadline and rate bound the whole.
 TIMEOUT_SECONDS = 60
 MAX_FILES = 10_000  # an index that links to itself under new names must not run forever
+MAX_INDEX_BYTES = 8 << 20  # a directory listing is small; an endless one must not fill memory
 USER_AGENT = "modelship-fetch"
 
 
@@ -58,7 +59,7 @@ def download(location: Location, target: Path, meter: Meter) -> None:
     with _open(location.url, meter) as response:
         final_url = response.geturl()
         if _is_index(final_url, response.headers.get_content_type()):
-            html = response.read().decode(response.headers.get_content_charset() or "utf-8")
+            html = _read_index(response, meter)
             _walk(final_url, html, target, meter, seen={final_url}, count=[0])
             return
         name = unquote(urlsplit(final_url).path.rstrip("/").rsplit("/", 1)[-1]) or "download"
@@ -77,8 +78,7 @@ def _walk(
         with _open(child, meter) as response:
             if name.endswith("/"):
                 path.mkdir(parents=True, exist_ok=True)
-                charset = response.headers.get_content_charset() or "utf-8"
-                html = response.read().decode(charset)
+                html = _read_index(response, meter)
                 _walk(response.geturl(), html, path, meter, seen, count)
                 continue
             count[0] += 1
@@ -86,6 +86,27 @@ def _walk(
                 raise SourceError(f"the index lists more than {MAX_FILES} files")
             path.parent.mkdir(parents=True, exist_ok=True)
             _save(response, path, meter)
+
+
+def _read_index(response: urllib.response.addinfourl, meter: Meter) -> str:
+    """The HTML of a directory listing, read under the meter and a size cap."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while chunk := response.read1(1 << 16):
+            size += len(chunk)
+            if size > MAX_INDEX_BYTES:
+                path = urlsplit(response.geturl()).path
+                raise SourceError(f"the index at {path} is larger than {MAX_INDEX_BYTES} bytes")
+            chunks.append(chunk)
+            meter.check_time()
+    except (TimeoutError, ConnectionError, http.client.HTTPException) as e:
+        raise SourceError(f"the index broke off: {type(e).__name__}") from e
+    charset = response.headers.get_content_charset() or "utf-8"
+    try:
+        return b"".join(chunks).decode(charset, "replace")
+    except LookupError:  # a charset Python does not know
+        return b"".join(chunks).decode("utf-8", "replace")
 
 
 def _is_index(url: str, content_type: str) -> bool:

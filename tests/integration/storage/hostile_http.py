@@ -70,11 +70,15 @@ def chunked_cut(body: bytes) -> Behaviour:
     return behave
 
 
-def trickle(piece: bytes, every: float, length: int | None = None) -> Behaviour:
+def trickle(
+    piece: bytes, every: float, length: int | None = None, content_type: str | None = None
+) -> Behaviour:
     """Sends `piece` every `every` seconds until the client goes away."""
 
     def behave(handler: BaseHTTPRequestHandler) -> None:
         headers = {"Connection": "close"}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
         if length is not None:
             headers["Content-Length"] = str(length)
         _head(handler, headers)

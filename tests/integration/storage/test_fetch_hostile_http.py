@@ -191,3 +191,20 @@ def test_sigterm_mid_download_leaves_the_destination_empty(server: Hostile, tmp_
     line = f"cannot fetch {url}: stopped by SIGTERM\n"
     assert (proc.returncode, stderr, log.read_text()) == (1, line, line)
     assert list(dest.iterdir()) == []
+
+
+def test_an_endless_directory_index(server: Hostile, tmp_path: Path) -> None:
+    page = b"<a href='x'>x</a>" * 1000
+    url = server.route("/listing/", trickle(page, every=0, content_type="text/html"))
+    line = f"cannot read {url}: the index at /listing/ is larger than 8388608 bytes\n"
+    assert_failed_empty(run(url, tmp_path), tmp_path, line)
+
+
+def test_a_tar_of_too_many_files(server: Hostile, tmp_path: Path) -> None:
+    members = {**MODEL, **{f"1/assets/{i}": b"" for i in range(2000)}}
+    url = server.route("/many.tar", honest(tar_bytes(members)))
+    line = (
+        f"cannot read {url}: many.tar holds {len(members)} members, over the limit of 1000 "
+        "(--max-files, MODELSHIP_FETCH_MAX_FILES)\n"
+    )
+    assert_failed_empty(run(url, tmp_path, "--max-files=1000"), tmp_path, line)

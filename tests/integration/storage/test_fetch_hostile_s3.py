@@ -118,3 +118,15 @@ def test_a_prefix_over_the_size_limit(s3_server: S3Server, bucket: str, tmp_path
         f"cannot read s3://{bucket}/m: the download exceeds 524288 bytes "
         "(--max-bytes, MODELSHIP_FETCH_MAX_BYTES)\n",
     )
+
+
+def test_a_prefix_with_too_many_objects(s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
+    put(
+        s3_server, bucket, {**saved_model_files("m/1/"), "m/1/assets/a": b"a", "m/1/assets/b": b"b"}
+    )
+    code, stderr = fetch(s3_server, f"s3://{bucket}/m", tmp_path, "--max-files=4")
+    assert (code, stderr) == (
+        1,
+        f"cannot read s3://{bucket}/m: the source holds more than 4 files "
+        "(--max-files, MODELSHIP_FETCH_MAX_FILES)\n",
+    )

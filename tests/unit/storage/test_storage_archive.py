@@ -242,3 +242,20 @@ def test_the_same_archive_within_raised_limits_unpacks(
     out.mkdir()
     extract(archive, out, Limits(max_ratio=100_000))
     assert (out / "1" / "variables" / "variables.data-00000-of-00001").stat().st_size == 1 << 20
+
+
+@pytest.mark.parametrize("kind", ["tar", "zip"])
+def test_an_archive_with_too_many_members_fails_before_writing(tmp_path: Path, kind: str) -> None:
+    names = [f"1/assets/{i}" for i in range(50)]
+    if kind == "zip":
+        archive = make_zip(tmp_path / "many.zip", names)
+    else:
+        archive = tmp_path / "many.tar"
+        archive.write_bytes(plain_tar(dict.fromkeys(names, b"")))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(SourceError, match=r"holds 50 members, over the limit of 49 \(--max-files"):
+        extract(archive, out, Limits(max_files=49))
+    assert list(out.iterdir()) == []
+    extract(archive, out, Limits(max_files=50))
+    assert len(list((out / "1" / "assets").iterdir())) == 50

@@ -102,3 +102,17 @@ def test_a_zero_minimum_rate_is_off() -> None:
     meter = Meter(Limits(min_rate=0, rate_window=1), clock)
     clock.now += 50
     meter.add(0)
+
+
+def test_the_meter_counts_files_up_to_the_limit() -> None:
+    meter = Meter(Limits(max_files=2), Clock())
+    meter.add_file()
+    meter.add_file()
+    with pytest.raises(SourceError, match=r"more than 2 files \(--max-files"):
+        meter.add_file()
+
+
+@pytest.mark.parametrize("text", ["0", "-5", "1e3", "many"])
+def test_bad_file_counts_are_refused(text: str) -> None:
+    with pytest.raises(FetchError, match=f"invalid MODELSHIP_FETCH_MAX_FILES: '{text}' must be"):
+        limits_from(NO_FLAGS, {"MODELSHIP_FETCH_MAX_FILES": text})
