@@ -8,6 +8,8 @@ from kubernetes.utils import parse_quantity
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
+from .kubernetes_schemas import SCHEMAS as KUBERNETES
+
 JsonDict = dict[str, Any]
 
 # Kubernetes' name grammars (k8s.io/apimachinery/pkg/util/validation).
@@ -57,13 +59,6 @@ _NO_GPU_KEY: JsonDict = {"maxProperties": 16, "not": {"required": [GPU_RESOURCE]
 
 # CEL raw strings keep the regular expressions' backslashes as they are.
 _QUALIFIED_KEYS_RULE = f"self.all(k, size(k) <= 316 && k.matches(r'{QUALIFIED_NAME}'))"
-
-# Fields whose shape is Kubernetes' own (affinity, valueFrom): kept as given, checked by the
-# apiserver when the operator copies them into a pod template.
-OpaqueObject = Annotated[
-    dict[str, Any],
-    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
-]
 
 
 class ApiModel(BaseModel):
@@ -219,19 +214,16 @@ class Toleration(ApiModel):
     )
 
 
-# Exactly one source, as Kubernetes requires of an EnvVarSource.
+# Fields whose schema is generated from Kubernetes' OpenAPI (hack/gen_kubernetes_schemas.py).
+KUBERNETES_TYPED_FIELDS = ("affinity", "valueFrom")
+# Kubernetes' own schema (generated), with exactly one source as Kubernetes requires.
 EnvVarSource = Annotated[
     dict[str, Any],
     Field(min_length=1, max_length=1),
-    WithJsonSchema(
-        {
-            "type": "object",
-            "x-kubernetes-preserve-unknown-fields": True,
-            "minProperties": 1,
-            "maxProperties": 1,
-        }
-    ),
+    WithJsonSchema({**KUBERNETES["EnvVarSource"], "minProperties": 1, "maxProperties": 1}),
 ]
+# Kubernetes' own schema (generated): a typo such as `nodeAfinity` is refused at admission.
+Affinity = Annotated[dict[str, Any], WithJsonSchema(KUBERNETES["Affinity"])]
 
 
 class EnvVar(ApiModel):
@@ -257,7 +249,8 @@ class EnvVar(ApiModel):
     value: str | None = Field(default=None, description="Literal value.", examples=["info"])
     value_from: EnvVarSource | None = Field(
         default=None,
-        description="Source of the value (secretKeyRef, configMapKeyRef, fieldRef).",
+        description="Source of the value (secretKeyRef, configMapKeyRef, fieldRef, "
+        "resourceFieldRef): Kubernetes' EnvVarSource, checked at admission.",
         examples=[{"secretKeyRef": {"name": "api-keys", "key": "token"}}],
     )
 
@@ -296,9 +289,10 @@ class Scheduling(ApiModel):
         description="Taints the pods tolerate (GPU taints are tolerated automatically).",
         json_schema_extra={"x-kubernetes-list-type": "atomic"},
     )
-    affinity: OpaqueObject | None = Field(
+    affinity: Affinity | None = Field(
         default=None,
-        description="Pod affinity rules, merged with the GPU node affinity.",
+        description="Pod affinity rules, merged with the GPU node affinity: Kubernetes' "
+        "core/v1 Affinity, checked at admission.",
         examples=[
             {
                 "podAntiAffinity": {

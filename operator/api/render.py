@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from ..resources.kinds import render_rbac_rules
+from .common import KUBERNETES_TYPED_FIELDS
 from .crds import GROUP, KINDS, VERSION, Kind, build_crd, openapi_schema
 from .schema import JsonSchema
 
@@ -27,6 +28,8 @@ def render_crds() -> dict[str, str]:
 def _type_of(node: JsonSchema) -> str:
     if node.get("x-kubernetes-int-or-string"):
         return "int-or-string"
+    if "type" not in node and node.get("x-kubernetes-preserve-unknown-fields"):
+        return "quantity (number or string)"
     kind = node.get("type", "object")
     if kind == "array":
         return f"[]{_type_of(node.get('items', {}))}"
@@ -68,8 +71,8 @@ def _rows(node: JsonSchema, path: str, required: bool, out: list[str]) -> None:
         f"{_cell(examples[0])} |"
     )
     children = node.get("properties") or node.get("items", {}).get("properties")
-    if not children:
-        return
+    if not children or path.rsplit(".", 1)[-1] in KUBERNETES_TYPED_FIELDS:
+        return  # Kubernetes' own types are documented by Kubernetes
     required_names = set(node.get("required") or node.get("items", {}).get("required", []))
     suffix = "[]" if "items" in node else ""
     for name, child in sorted(children.items()):
