@@ -17,6 +17,7 @@ from pathlib import Path
 from ..core.config import ModelConfig
 from ..core.errors import Code, ServingError, not_found
 from ..core.types import Loader, Servable
+from ..core.versions import plain_version
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +279,7 @@ def _version_dirs(base_path: str) -> dict[int, str]:
         return {}
     found: dict[int, str] = {}
     for entry in entries:
-        if entry.name.isdigit() and entry.is_dir():
-            found.setdefault(int(entry.name), str(entry))
+        version = plain_version(entry.name)
+        if version is not None and entry.is_dir():
+            found.setdefault(version, str(entry))
     return found

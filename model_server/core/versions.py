@@ -1,30 +1,36 @@
-"""The one parser for model versions named in a URL or a request field."""
+"""The one parser for model versions: in a URL, a request field, or a version folder's name."""
 
 from __future__ import annotations
 
 from .errors import invalid
 
-# Versions are int64 in TF Serving's protos; more digits than this cannot fit one.
-_MAX_DIGITS = 19
-_MAX_VERSION = (1 << 63) - 1
+# Versions are int64 in TF Serving's protos.
+MAX_VERSION = (1 << 63) - 1
+# Leading zeros are fine ("00000123" is version 123); thousands of digits are not, since
+# converting them costs quadratic time.
+_MAX_CHARS = 64
 _ASCII_DIGITS = frozenset("0123456789")
 
 
-def parse_version(text: str | None) -> int | None:
-    """A version number, or None when none is given; INVALID_ARGUMENT if it is not one.
+def plain_version(text: str) -> int | None:
+    """The version `text` spells, or None if it spells none.
 
-    Only ASCII digits count: str.isdigit accepts Arabic-Indic or superscript digits, which
-    int() refuses or reads differently, and thousands of digits take quadratic time to convert.
+    Only ASCII digits count: str.isdigit also accepts Arabic-Indic or superscript digits, which
+    int() reads as other numbers or refuses with an exception.
     """
+    if not text or len(text) > _MAX_CHARS or not set(text) <= _ASCII_DIGITS:
+        return None
+    value = int(text)
+    return value if value <= MAX_VERSION else None
+
+
+def parse_version(text: str | None) -> int | None:
+    """A requested version, or None when none is given; INVALID_ARGUMENT if it is not one."""
     if text is None or text == "":
         return None
-    if len(text) > _MAX_DIGITS or not set(text) <= _ASCII_DIGITS:
-        raise invalid(
-            f"version must be a number of at most {_MAX_DIGITS} digits, got {_quote(text)}"
-        )
-    value = int(text)
-    if value > _MAX_VERSION:
-        raise invalid(f"version {text} is larger than the largest int64")
+    value = plain_version(text)
+    if value is None:
+        raise invalid(f"version must be a whole number from 0 to {MAX_VERSION}, got {_quote(text)}")
     return value
 
 

@@ -146,8 +146,14 @@ def _split_body(request: Request) -> tuple[dict[str, Any], bytes, bool]:
     raw = request.body
     binary = b""
     if header is not None:
-        if not header.isdigit() or int(header) > len(raw):
-            raise invalid(f"bad {HEADER_LENGTH} header: {header!r}")
+        # ASCII digits only: int() reads Arabic-Indic digits and raises on superscripts. And
+        # few of them: int() raises past 4,300 digits.
+        if (
+            not (header.isascii() and header.isdigit())
+            or len(header) > 19
+            or int(header) > len(raw)
+        ):
+            raise invalid(f"bad {HEADER_LENGTH} header: {header[:40]!r}")
         raw, binary = raw[: int(header)], raw[int(header) :]
     try:
         parsed = json_body.parse(raw, keys=_TENSOR_KEYS)

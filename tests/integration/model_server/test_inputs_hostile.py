@@ -213,6 +213,17 @@ def test_v2_rest_declared_shape_over_the_limit(rest: httpx.Client, shape: list[i
     _still_serving(rest)
 
 
+@pytest.mark.parametrize("length", ["\u00b2", "\u0661", "9" * 5000, "-1", "0x4"])
+def test_v2_rest_malformed_binary_header_length(rest: httpx.Client, length: str) -> None:
+    head = b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[1.0]}]}'
+    reply = rest.post(
+        "/v2/models/half_plus_two/infer",
+        content=head,
+        headers={"Inference-Header-Content-Length": length.encode()},
+    )
+    _refused_rest(reply, "inference-header-content-length")
+
+
 # -- TF Serving gRPC --------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from modelship_server.config_files import UNSUPPORTED_BATCHING, ConfigError, par
 from modelship_server.core import limits, validate
 from modelship_server.core.errors import Code, ServingError
 from modelship_server.core.types import Signature, TensorSpec
-from modelship_server.core.versions import parse_version
+from modelship_server.core.versions import parse_version, plain_version
 from modelship_server.protocols import examples, json_tensors, tensor_proto, v2_codec
 from tensorflow_serving.apis import predict_pb2
 
@@ -158,7 +158,16 @@ def test_versions_parse_within_int64() -> None:
     assert parse_version("") is None
     assert parse_version("0123") == 123
     assert parse_version(str((1 << 63) - 1)) == (1 << 63) - 1
-    _refused(lambda: parse_version(str(1 << 63)), "int64")
+    assert parse_version("0" * 40 + "7") == 7
+    _refused(lambda: parse_version(str(1 << 63)), "version")
+
+
+@pytest.mark.parametrize(
+    ("name", "version"),
+    [("123", 123), ("00000123", 123), ("\u0661", None), ("\u00b2", None), ("9" * 5000, None)],
+)
+def test_version_folders_use_the_same_parser(name: str, version: int | None) -> None:
+    assert plain_version(name) == version
 
 
 def test_a_list_where_a_name_belongs_is_refused() -> None:
