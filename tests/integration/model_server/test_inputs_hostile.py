@@ -120,6 +120,12 @@ def test_rest_out_of_range_integers_are_refused(rest: httpx.Client, key: str, va
     _refused_rest(reply, repr(key), str(value))
 
 
+def test_rest_out_of_range_in_a_long_array(rest: httpx.Client) -> None:
+    inputs = {"i8": [1] * 39 + [-200], "u8": [1] * 40, "f": [0.5] * 40}
+    reply = rest.post("/v1/models/typed:predict", json={"inputs": inputs})
+    _refused_rest(reply, "'i8'", "-200")
+
+
 def test_rest_in_range_integers_are_exact(rest: httpx.Client) -> None:
     inputs = {"i8": [-128, 127], "u8": [255, 0], "f": [0.5, 0.5]}
     reply = rest.post("/v1/models/typed:predict", json={"inputs": inputs})
@@ -184,6 +190,10 @@ def _v2_typed(i8: Any, u8: Any, f: Any, datatype_f: str = "FP32") -> dict[str, A
         (_v2_typed([1], [1], [True]), ("'f'",)),
         (_v2_typed([1], [1], ["1.5"]), ("'f'",)),
         (_v2_typed([True], [1], [0.5]), ("'i8'",)),
+        # 40 numbers: the C parser's path rather than orjson's lists
+        (_v2_typed([1] * 39 + [300], [1] * 40, [0.5] * 40), ("'i8'", "300")),
+        (_v2_typed([1] * 40, [-1] + [1] * 39, [0.5] * 40), ("'u8'", "-1")),
+        (_v2_typed([1] * 40, [1] * 40, [0.5] * 39 + [True]), ("'f'",)),
     ],
 )
 def test_v2_rest_ranges_and_types(rest: httpx.Client, body: Any, words: tuple[str, ...]) -> None:
