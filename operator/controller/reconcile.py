@@ -38,9 +38,22 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+FORBIDDEN = "Forbidden"
+# A 500 the apiserver gives for the object itself, not for its own health: server-side apply of
+# a field the schema does not declare. Retrying the same object fails the same way.
+_OBJECT_ERRORS_500 = ("field not declared in schema", "failed to create typed patch object")
+
+
 def _refused(err: ApiException) -> bool:
     """The apiserver judged the object itself invalid: the same spec will fail the same way."""
-    return err.status in (400, 403, 422)
+    if err.status in (400, 422):
+        return True
+    return err.status == 500 and any(text in _reason_of(err) for text in _OBJECT_ERRORS_500)
+
+
+def _forbidden(err: ApiException) -> bool:
+    """RBAC or a ResourceQuota said no: the spec is fine, the cluster may change, so retry."""
+    return bool(err.status == 403)
 
 
 def _kind_not_installed(obj: dict[str, Any], err: ApiException) -> Blocker | None:
@@ -78,6 +91,8 @@ class Written:
     writes: int = 0
     events: list[Event] = field(default_factory=list)
     refused: str | None = None  # the apiserver's refusal of a child, naming it
+    forbidden: ApiException | None = None  # a 403: reported, then retried with backoff
+    forbidden_message: str = ""
     blocker: Blocker | None = None  # why a keda-mode object has no ScaledObject
     applied_deployment: bool = False
 
@@ -93,6 +108,13 @@ def _write_children(plan: ChildPlan, api: Writer) -> Written:
             if missing is not None:
                 done.blocker = missing
                 continue
+            if _forbidden(err):
+                done.forbidden = err
+                done.forbidden_message = (
+                    f"cannot write {obj['kind']} {obj['metadata']['name']}: {_reason_of(err)}"
+                    " (the operator's RBAC or a ResourceQuota; retrying with backoff)"
+                )
+                break
             if not _refused(err):
                 raise
             done.refused = f"{obj['kind']} {obj['metadata']['name']}: {_reason_of(err)}"
@@ -101,7 +123,7 @@ def _write_children(plan: ChildPlan, api: Writer) -> Written:
         done.writes += 1
         done.events.append(event)
         done.applied_deployment |= obj["kind"] == "Deployment"
-    if done.refused is None:
+    if done.refused is None and done.forbidden is None:
         for obj, event in plan.delete:
             api.delete(obj)
             done.writes += 1
@@ -117,8 +139,10 @@ def reconcile(
     metrics: MetricsSource | None = None,
 ) -> int:
     """Returns the number of writes made. Transient API errors propagate (the queue retries
-    with backoff); refusals become Stalled=True for this generation and are not retried until
-    the spec changes. `metrics` is the Prometheus a keda-mode ScaledObject reads; a child whose
+    with backoff); refusals (400, 422, a 500 about the object) become Stalled=True with reason
+    InvalidSpec for this generation and are not retried until the spec changes; a 403 becomes
+    Stalled=True with reason Forbidden and the apiserver's message, then propagates for a retry.
+    `metrics` is the Prometheus a keda-mode ScaledObject reads; a child whose
     CRD is not installed (KEDA's) sets ScalingActive=False and the others go on."""
     ref = snapshot.ref
     writes = 0
@@ -140,7 +164,9 @@ def reconcile(
     apply_error = done.refused
 
     verdict = judge(spec, deployment, snapshot.pods, apply_error, replicas)
-    if done.applied_deployment:
+    if done.forbidden is not None:
+        verdict = Verdict(False, FORBIDDEN, done.forbidden_message, stalled=True)
+    elif done.applied_deployment:
         # The Deployment we just wrote has not been observed yet; Ready would be a lie.
         verdict = Verdict(
             False, "RollingOut", f"rolling out generation {ref.generation}", stalled=False
@@ -178,6 +204,8 @@ def reconcile(
                 ref.name,
                 err.reason,
             )
+    if done.forbidden is not None:
+        raise done.forbidden  # reported above; the queue retries it with backoff
     return writes
 
 
