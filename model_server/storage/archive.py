@@ -86,9 +86,12 @@ def _extract_tar(archive: Path, dest: Path, limits: Limits) -> None:
             check_tar_member(member)
         unpacked = sum(m.size for m in members if m.isfile())
         check_expansion(archive, len(members), unpacked, limits)
-        _check_tar_end(tar, archive.name, limits)
         # The standard library's "data" filter repeats the checks as it writes (defence in depth).
         tar.extractall(dest, members=members, filter="data")
+        # Checked after unpacking, where it is a short read forward: before, it would rewind a
+        # compressed stream and decompress it once more. The caller's staging folder is removed
+        # on failure, so a cut archive still leaves the destination empty.
+        _check_tar_end(tar, archive.name, limits)
 
 
 def _check_tar_end(tar: tarfile.TarFile, name: str, limits: Limits) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from modelship_server.storage.errors import FetchError, SourceError
 from modelship_server.storage.fetch import MARKER, Download, fetch
-from modelship_server.storage.limits import Meter
+from modelship_server.storage.limits import Limits, Meter
 from modelship_server.storage.uri import Location
 
 
@@ -82,3 +82,29 @@ def test_leftover_staging_from_a_killed_run_is_removed(tmp_path: Path) -> None:
     (tmp_path / ".modelship-staging-old" / "tree").mkdir(parents=True)
     fetch("s3://b/m", tmp_path, backend(MODEL))
     assert not (tmp_path / ".modelship-staging-old").exists()
+
+
+def test_a_cut_tar_leaves_dest_empty(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("1/saved_model.pb")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"pb"))
+    whole_member = 512 + 512  # its header and its padded data, without the end blocks
+    dest = tmp_path / "d"
+    with pytest.raises(FetchError, match=r"m\.tar is truncated: the tar has no end-of-archive"):
+        fetch("s3://b/m.tar", dest, backend({"m.tar": buf.getvalue()[:whole_member]}))
+    assert list(dest.iterdir()) == []
+
+
+def test_limits_reach_the_archive(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("1/saved_model.pb")
+        info.size = 1 << 20
+        tar.addfile(info, io.BytesIO(bytes(info.size)))
+    archive = {"m.tgz": buf.getvalue()}
+    with pytest.raises(FetchError, match=r"over the limit of 10 \(--max-ratio"):
+        fetch("s3://b/m.tgz", tmp_path / "d", backend(archive), Limits(max_ratio=10))
+    fetch("s3://b/m.tgz", tmp_path / "d", backend(archive), Limits(max_ratio=5000))
+    assert (tmp_path / "d" / "1" / "saved_model.pb").stat().st_size == 1 << 20
