@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import logging
@@ -10,7 +11,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -170,26 +170,69 @@ class Server:
     async def wait(self) -> None:
         await self._stop.wait()
 
-    async def shutdown(self) -> None:
-        """Readiness goes false, listeners close, in-flight requests finish, then all stops."""
+    async def shutdown(self) -> bool:
+        """Readiness goes false, listeners close, in-flight requests finish, then all stops.
+
+        Everything happens within --shutdown_grace_seconds (and STOP_MARGIN for the threads):
+        False when threads were still stopping then, and the process must exit without them.
+        """
         log.info("shutting down: draining %d in-flight request(s)", self.service.inflight)
+        loop = asyncio.get_running_loop()
         self.router.draining = True
         self.http.stop_accepting()
         grace = self.settings.shutdown_grace_seconds
+        deadline = loop.time() + grace
         grpc_stopped = self.grpc.stop(grace) if self.grpc else None
-        deadline = time.monotonic() + grace
-        while self.service.inflight and time.monotonic() < deadline:
+        while self.service.inflight and loop.time() < deadline:
             await asyncio.sleep(0.02)
-        await self.http.close()
+        await self.http.close(deadline)
         if grpc_stopped is not None:
             await grpc_stopped
+        stopped = await _within(self._stop_threads, deadline + STOP_MARGIN - loop.time())
+        if stopped:
+            log.info("stopped")
+        else:
+            log.warning("grace period over: exiting while batch or loading threads still run")
+        return stopped
+
+    def _stop_threads(self) -> None:
+        """Join the server's threads (blocking: never on the event loop)."""
         if self.watcher:
             self.watcher.stop()
         self.manager.stop()
         self.service.stop()
         if self.share:
             self.share.stop()
-        log.info("stopped")
+
+
+STOP_MARGIN = 1.0  # seconds past the grace period the threads may take to stop
+
+
+async def _within(blocking: Callable[[], None], seconds: float) -> bool:
+    """Run blocking on a daemon thread; False if it has not returned within seconds.
+
+    Not the loop's executor: closing the loop would wait for that thread.
+    """
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def finish() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def run() -> None:
+        try:
+            blocking()
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+                loop.call_soon_threadsafe(finish)
+
+    threading.Thread(target=run, name="shutdown", daemon=True).start()
+    try:
+        await asyncio.wait_for(asyncio.shield(done), max(0.0, seconds))
+    except TimeoutError:
+        return False
+    return True
 
 
 async def _main(settings: Settings) -> int:
@@ -206,7 +249,10 @@ async def _main(settings: Settings) -> int:
         server.service.stop()
         return 1
     await server.wait()
-    await server.shutdown()
+    if not await server.shutdown():
+        # Threads still inside TensorFlow would hold up (or crash) the interpreter's exit.
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 

@@ -87,6 +87,8 @@ class _Connection(asyncio.Protocol):
         self._handle_deadline = 0.0
         self._handling = False  # the worker is awaiting a handler with a deadline
         self._timed_out = False  # the sweeper cancelled that handler
+        self._dispatching = False  # the worker is awaiting a handler
+        self._abandoned = False  # shutdown cancelled that handler
         self._closing = False  # the transport is closed or closing: nothing more is written
         self._done_reading = False  # no further request is parsed (refused, or last one seen)
         self._read_pauses: set[str] = set()
@@ -183,6 +185,10 @@ class _Connection(asyncio.Protocol):
         self._reading_head = False
         if self._done_reading:
             return
+        version = self._parser.get_http_version()
+        if version not in ("1.0", "1.1"):  # HTTP/0.9's bare "GET /" and HTTP/2.0 text alike
+            self._refuse(505, f"HTTP version not supported: {version}")
+            return
         length = self._headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._limits.max_body_bytes:
             self._refuse(413, f"request body exceeds {self._limits.max_body_bytes} bytes")
@@ -193,7 +199,7 @@ class _Connection(asyncio.Protocol):
             self._refuse(400, "an Upgrade request with a body is not supported")
             return
         expect = self._headers.get("expect")
-        if expect is not None and self._parser.get_http_version() == "1.1":
+        if expect is not None and version == "1.1":
             if expect.lower() != "100-continue":
                 self._refuse(417, f"unsupported expectation: {expect}")
             elif self._idle():
@@ -217,7 +223,12 @@ class _Connection(asyncio.Protocol):
         self._reading_head = True
         self._head_bytes = 0
         self._continue_owed = False
-        parsed = httptools.parse_url(bytes(self._url))
+        try:
+            parsed = httptools.parse_url(bytes(self._url))
+        except httptools.HttpParserInvalidURLError:
+            # e.g. CONNECT's authority form: this server has only origin-form paths.
+            self._refuse(400, "invalid request target")
+            return
         request = Request(
             method=self._parser.get_method().decode("latin-1"),
             path=(parsed.path or b"/").decode("latin-1"),
@@ -296,18 +307,22 @@ class _Connection(asyncio.Protocol):
         if timeout:
             self._handle_deadline = self._loop.time() + timeout
             self._handling = True
+        self._dispatching = True
         try:
             return await self._server.dispatch(request)
         except asyncio.CancelledError:
-            if not self._timed_out or self._closing:
+            if not (self._timed_out or self._abandoned) or self._closing:
                 raise
-            self._timed_out = False
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
+            if self._abandoned:
+                return json_error(503, "server shutting down")
+            self._timed_out = False
             return json_error(504, "request timed out")
         finally:
             self._handling = False
+            self._dispatching = False
 
     def _write_continue(self) -> None:
         if self._transport and not self._closing:
@@ -344,10 +359,15 @@ class _Connection(asyncio.Protocol):
         if self._idle() and not self._in_request:
             self._close()
 
-    def give_up(self, status: int, message: str) -> None:
-        """Shutdown ran out of time: answer a request still arriving, close an idle connection."""
+    def give_up(self) -> None:
+        """Shutdown ran out of time: every request still arriving or running is answered 503."""
+        if self._closing:
+            return
+        if self._dispatching and self._worker and not self._abandoned:
+            self._abandoned = True
+            self._worker.cancel()
         if self._in_request:
-            self._refuse(status, message)
+            self._refuse(503, "server shutting down")
         elif self._idle():
             self._close()
 
@@ -461,8 +481,8 @@ class HttpServer:
     async def close(self, deadline: float | None = None) -> None:
         """Stop accepting; close connections as they go idle, all of them by `deadline`.
 
-        `deadline` is on the event loop's clock. A request still arriving then is answered 503
-        with `Connection: close`; without a deadline, idle connections are closed at once.
+        `deadline` is on the event loop's clock. A request still arriving or running then is
+        answered 503 with `Connection: close`; without a deadline, that happens at once.
         """
         self.stop_accepting()
         loop = asyncio.get_running_loop()
@@ -473,7 +493,10 @@ class HttpServer:
                 break
             await asyncio.sleep(min(0.02, max(0.0, deadline - loop.time())))
         for conn in list(self.connections):
-            conn.give_up(503, "server shutting down")
+            conn.give_up()
+        # Let the workers write those answers before the caller goes on to stop the process.
+        for _ in range(3):
+            await asyncio.sleep(0)
         if self._server:
             await self._server.wait_closed()
         if self._sweeper:
