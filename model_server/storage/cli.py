@@ -13,7 +13,7 @@ from types import FrameType
 
 from .errors import FetchError, redact
 from .fetch import fetch
-from .limits import SETTINGS, Limits, limits_from
+from .limits import SETTINGS, Limits, deadline_passed, limits_from
 from .uri import display_uri
 
 DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         limits = limits_from(flags, os.environ)
     except FetchError as e:
         return fail(str(e), args.termination_log)
-    with _sigterm_raises():
+    with _signals_raise(limits.deadline):
         return run_fetch(args.uri, args.dest, args.termination_log, limits)
 
 
@@ -65,19 +65,30 @@ class Terminated(BaseException):
     Exception` swallows it on its way to the fetch's cleanup."""
 
 
-@contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into an exception, so the staging folder is removed and the destination left
-    empty, instead of the process dying mid-write."""
+class DeadlinePassed(BaseException):
+    """The deadline's alarm rang while a read was blocked (the meter catches it between reads)."""
 
-    def handler(signum: int, frame: FrameType | None) -> None:
+
+@contextmanager
+def _signals_raise(deadline: float) -> Iterator[None]:
+    """Turn SIGTERM and the deadline's alarm into exceptions, so the staging folder is removed and
+    the destination left empty, instead of the process dying mid-write or blocking in a read a
+    client library does not time out."""
+
+    def terminated(signum: int, frame: FrameType | None) -> None:
         raise Terminated
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    def alarm(signum: int, frame: FrameType | None) -> None:
+        raise DeadlinePassed
+
+    previous = signal.signal(signal.SIGTERM, terminated), signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, deadline)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGALRM, previous[1])
 
 
 def run_fetch(
@@ -90,6 +101,9 @@ def run_fetch(
         return fail(str(e), termination_log)
     except Terminated:
         return fail(f"cannot fetch {display_uri(uri)}: stopped by SIGTERM", termination_log)
+    except DeadlinePassed:
+        message = f"cannot read {display_uri(uri)}: {deadline_passed(limits or Limits())}"
+        return fail(message, termination_log)
     except Exception as e:  # a bug or an unforeseen library error: still one line, no traceback
         message = f"cannot fetch {display_uri(uri)}: unexpected {type(e).__name__}: {e}"
         return fail(message, termination_log)

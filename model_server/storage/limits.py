@@ -97,6 +97,12 @@ def limits_from(flags: Mapping[str, str | None], env: Mapping[str, str]) -> Limi
     return Limits(**values)  # type: ignore[arg-type]
 
 
+def deadline_passed(limits: Limits) -> str:
+    return (
+        f"the fetch took longer than {limits.deadline:g} s (--deadline, MODELSHIP_FETCH_DEADLINE)"
+    )
+
+
 class Meter:
     """Counts the bytes a fetch writes and checks the deadline and the minimum rate; backends call
     `add` after every chunk, so a slow or endless source is stopped between chunks."""
@@ -132,10 +138,7 @@ class Meter:
     def check_time(self) -> None:
         now = self._clock()
         if now - self._started > self.limits.deadline:
-            raise SourceError(
-                f"the fetch took longer than {self.limits.deadline:g} s (--deadline, "
-                "MODELSHIP_FETCH_DEADLINE)"
-            )
+            raise SourceError(deadline_passed(self.limits))
         elapsed = now - self._window_start
         if elapsed >= self.limits.rate_window:
             rate = self._window_bytes / elapsed

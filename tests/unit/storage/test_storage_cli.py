@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,22 @@ def test_a_bad_limit_is_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFi
     line = "invalid --deadline: '-3' must be a positive number\n"
     assert capsys.readouterr().err == line
     assert log.read_text() == line
+
+
+def test_the_deadline_interrupts_a_blocked_backend(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that a client library never times out (here: a sleep) is cut by the alarm."""
+
+    def stuck(location: Location, target: Path, meter: Meter) -> None:
+        (target / "saved_model.pb").write_bytes(b"partial")
+        time.sleep(600)
+
+    monkeypatch.setitem(BACKENDS, "s3", stuck)
+    log = tmp_path / "log"
+    args = ["fetch", "--uri=s3://b/m", f"--dest={tmp_path / 'o'}", f"--termination-log={log}"]
+    assert cli.main([*args, "--deadline=0.5"]) == 1
+    line = "cannot read s3://b/m: the fetch took longer than 0.5 s (--deadline, "
+    line += "MODELSHIP_FETCH_DEADLINE)\n"
+    assert capsys.readouterr().err == line
+    assert list((tmp_path / "o").iterdir()) == []
