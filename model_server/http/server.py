@@ -172,9 +172,7 @@ class _Connection(asyncio.Protocol):
         self._deadline = self._loop.time() + self._limits.read_timeout
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
-        if len(self._url) > self._limits.max_header_bytes:
-            self._refuse(414, "request line too long")
+        self._url += url  # bounded by the head's limit (data_received)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._done_reading:

@@ -123,3 +123,18 @@ def test_a_client_that_does_not_read_cannot_make_the_server_buffer_its_answers()
             await server.close()
 
     asyncio.run(main())
+
+
+def test_a_huge_request_line_is_refused_while_it_arrives() -> None:
+    limit = 16 << 10
+
+    async def main() -> None:
+        server = HttpServer(_Counting(), Limits(max_header_bytes=limit))
+        port = await server.start("127.0.0.1", 0)
+        try:
+            answer = await _refused_before_sending(port, b"GET /", b"a", limit)
+        finally:
+            await server.close()
+        assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
+
+    asyncio.run(main())
