@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from kubernetes.utils import parse_quantity
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from .kubernetes_schemas import SCHEMAS as KUBERNETES
@@ -44,8 +53,9 @@ GPU_RESOURCE = "nvidia.com/gpu"
 # int-or-string would refuse 0.5 and a structural schema has no number-or-string, so the value
 # is untyped: `pattern` then checks strings only and `minimum` numbers only. CEL cannot see
 # untyped values, so requests-within-limits is checked by the operator (InvalidSpec).
+# Strict: the schema cannot refuse `cpu: true` or an object there, so the typed model does.
 Quantity = Annotated[
-    int | float | str,
+    StrictInt | StrictFloat | StrictStr,
     WithJsonSchema(
         {
             "x-kubernetes-preserve-unknown-fields": True,

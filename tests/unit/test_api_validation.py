@@ -98,3 +98,10 @@ def test_env_with_value_and_value_from_is_refused() -> None:
     env = {"name": "A", "value": "x", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
     with pytest.raises(ValidationError, match="not both"):
         ModelDeploymentSpec.model_validate({"storageUri": "s3://m/x", "server": {"env": [env]}})
+
+
+@pytest.mark.parametrize("value", [True, {"amount": 1}, [1]])
+def test_a_quantity_that_is_neither_number_nor_string_is_refused(value: Any) -> None:
+    """The untyped schema lets these through admission; the operator's model refuses them."""
+    with pytest.raises(ValidationError):
+        ResourceRequirements.model_validate({"requests": {"cpu": value}})
