@@ -94,6 +94,7 @@ class _Connection(asyncio.Protocol):
         self._read_pauses: set[str] = set()
         self._writable = asyncio.Event()
         self._writable.set()
+        self._write_deadline = 0.0  # a client reading none of its answers by then is dropped
         self._continue_owed = False  # a 100 Continue waits for the answers before it
         self._in_request = False
 
@@ -118,6 +119,7 @@ class _Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         # The client is not reading its answers: stop reading its requests until it does.
         self._writable.clear()
+        self._write_deadline = self._loop.time() + self._limits.idle_timeout
         self._pause_reading("write")
 
     def resume_writing(self) -> None:
@@ -372,6 +374,10 @@ class _Connection(asyncio.Protocol):
     def check_deadline(self, now: float) -> None:
         """Called by the sweeper: end whatever phase has run past its deadline."""
         if self._closing:
+            return
+        if not self._writable.is_set() and now >= self._write_deadline and self._transport:
+            self._closing = True
+            self._transport.abort()  # its unread answers cannot be delivered, only dropped
             return
         worker = self._worker
         if self._handling and now >= self._handle_deadline and not self._timed_out and worker:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from typing import cast
 
 from modelship_server.http.server import HttpServer, Limits, Request, Response
 
@@ -136,5 +137,30 @@ def test_a_huge_request_line_is_refused_while_it_arrives() -> None:
         finally:
             await server.close()
         assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
+
+    asyncio.run(main())
+
+
+def test_a_client_that_stops_reading_for_the_idle_timeout_is_dropped() -> None:
+    async def main() -> None:
+        server = HttpServer(_Counting(), Limits(write_buffer_high=64 << 10, idle_timeout=0.5))
+        port = await server.start("127.0.0.1", 0)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+        sock.connect(("127.0.0.1", port))
+        _reader, writer = await asyncio.open_connection(sock=sock)
+        try:
+            writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n" * 50)
+            while not server.connections:
+                await asyncio.sleep(0.05)
+            while server.connections:  # dropped by the sweeper, or the test times out
+                await asyncio.sleep(0.1)
+            assert handler_count(server) < 50
+        finally:
+            writer.close()
+            await server.close()
+
+    def handler_count(server: HttpServer) -> int:
+        return cast(_Counting, server.handler).handled
 
     asyncio.run(main())
