@@ -229,8 +229,11 @@ class _Connection(asyncio.Protocol):
             # e.g. CONNECT's authority form: this server has only origin-form paths.
             self._refuse(400, "invalid request target")
             return
+        method = self._parser.get_method().decode("latin-1")
+        head_only = method == "HEAD"
         request = Request(
-            method=self._parser.get_method().decode("latin-1"),
+            # HEAD is GET without the body (RFC 9110 9.3.2): handlers need to know only GET.
+            method="GET" if head_only else method,
             path=(parsed.path or b"/").decode("latin-1"),
             query=(parsed.query or b"").decode("latin-1"),
             headers=self._headers,
@@ -240,7 +243,7 @@ class _Connection(asyncio.Protocol):
         if not keep_alive:
             # Bytes after a `Connection: close` request are not requests: answer it, ignore them.
             self._stop_reading()
-        self._enqueue(_Answer(request, keep_alive))
+        self._enqueue(_Answer(request, keep_alive, head_only=head_only))
         if len(self._pending) >= MAX_PIPELINED:
             self._pause_reading("pipeline")
 
@@ -287,7 +290,7 @@ class _Connection(asyncio.Protocol):
             if self._closing:
                 return
             keep_alive = answer.keep_alive and not self._server.draining
-            self._write(response, keep_alive, head_only=_is_head(answer.request))
+            self._write(response, keep_alive, head_only=answer.head_only)
             if not keep_alive:
                 self._close()
                 return
@@ -398,10 +401,7 @@ class _Answer:
     request: Request | None
     keep_alive: bool
     response: Response | None = None
-
-
-def _is_head(request: Request | None) -> bool:
-    return request is not None and request.method == "HEAD"
+    head_only: bool = False  # a HEAD request: the answer's headers only
 
 
 def _is_upgrade(headers: dict[str, str]) -> bool:
