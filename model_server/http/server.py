@@ -26,6 +26,7 @@ import orjson
 log = logging.getLogger(__name__)
 
 MAX_PIPELINED = 64  # requests parsed ahead on one connection before reading pauses
+MAX_PIPELINED_BYTES = 1 << 20  # or request bodies parsed ahead, together
 
 
 @dataclasses.dataclass
@@ -82,6 +83,7 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_len = 0
         self._pending: collections.deque[_Answer] = collections.deque()
+        self._pending_bytes = 0  # body bytes of the requests in _pending
         self._worker: asyncio.Task[None] | None = None
         self._deadline = 0.0  # when reading a request, or waiting idle for one, times out
         self._handle_deadline = 0.0
@@ -244,7 +246,7 @@ class _Connection(asyncio.Protocol):
             # Bytes after a `Connection: close` request are not requests: answer it, ignore them.
             self._stop_reading()
         self._enqueue(_Answer(request, keep_alive, head_only=head_only))
-        if len(self._pending) >= MAX_PIPELINED:
+        if len(self._pending) >= MAX_PIPELINED or self._pending_bytes >= MAX_PIPELINED_BYTES:
             self._pause_reading("pipeline")
 
     # -- reading ------------------------------------------------------------------------------
@@ -277,6 +279,7 @@ class _Connection(asyncio.Protocol):
 
     def _enqueue(self, answer: _Answer) -> None:
         self._pending.append(answer)
+        self._pending_bytes += _body_size(answer)
         if self._worker is None or self._worker.done():
             self._worker = self._loop.create_task(self._serve_pending())
 
@@ -286,6 +289,7 @@ class _Connection(asyncio.Protocol):
                 await self._writable.wait()
                 continue
             answer = self._pending.popleft()
+            self._pending_bytes -= _body_size(answer)
             response = answer.response or await self._handle(answer.request)
             if self._closing:
                 return
@@ -294,7 +298,10 @@ class _Connection(asyncio.Protocol):
             if not keep_alive:
                 self._close()
                 return
-            if len(self._pending) < MAX_PIPELINED // 2:
+            if (
+                len(self._pending) < MAX_PIPELINED // 2
+                and self._pending_bytes < MAX_PIPELINED_BYTES // 2
+            ):
                 self._resume_reading("pipeline")
         if self._closing:
             return
@@ -402,6 +409,10 @@ class _Answer:
     keep_alive: bool
     response: Response | None = None
     head_only: bool = False  # a HEAD request: the answer's headers only
+
+
+def _body_size(answer: _Answer) -> int:
+    return len(answer.request.body) if answer.request else 0
 
 
 def _is_upgrade(headers: dict[str, str]) -> bool:

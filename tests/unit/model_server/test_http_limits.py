@@ -164,3 +164,48 @@ def test_a_client_that_stops_reading_for_the_idle_timeout_is_dropped() -> None:
         return cast(_Counting, server.handler).handled
 
     asyncio.run(main())
+
+
+def test_pipelined_bodies_waiting_for_a_busy_handler_are_bounded() -> None:
+    body = 512 << 10
+    requests = 16  # 8 MiB of bodies
+
+    async def main() -> None:
+        release = asyncio.Event()
+        handled = 0
+
+        async def blocked(request: Request) -> Response:
+            nonlocal handled
+            await release.wait()
+            handled += 1
+            return Response(200, b"{}")
+
+        server = HttpServer(blocked, Limits())
+        port = await server.start("127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        one = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % body + b"b" * body
+        sending = asyncio.create_task(writer.drain())
+        writer.write(one * requests)
+        try:
+            while not server.connections:
+                await asyncio.sleep(0.05)
+            (conn,) = server.connections
+            # Wait until the server stops reading: its parsed-ahead bytes stop growing.
+            seen = -1
+            while seen != conn._pending_bytes:
+                seen = conn._pending_bytes
+                await asyncio.sleep(0.3)
+            assert 0 < seen <= (1 << 20) + body, seen
+            release.set()
+            data = b""
+            while data.count(b"HTTP/1.1 200") < requests:
+                chunk = await asyncio.wait_for(reader.read(65536), 10)
+                assert chunk
+                data += chunk
+            assert handled == requests
+        finally:
+            sending.cancel()
+            writer.close()
+            await server.close()
+
+    asyncio.run(main())
