@@ -90,12 +90,6 @@ class ModelManager:
         self.set_config(models)
         self.sync()
 
-    def configs(self) -> list[ModelConfig]:
-        with self._config_lock:
-            if self._pending is not None:
-                return list(self._pending)
-        return [m.config for m in list(self._models.values())]
-
     # -- polling ------------------------------------------------------------------------------
 
     def start(self) -> None:

@@ -37,9 +37,6 @@ class TfServingRest:
         self.service = service
         self.max_b64 = max_b64_bytes
 
-    def matches(self, path: str) -> bool:
-        return path.startswith("/v1/")
-
     async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
         match = _PATH.match(request.path)

@@ -14,7 +14,6 @@ OWNER_LABEL = "modelship.dev/modeldeployment"
 REST_PORT = 8501
 GRPC_PORT = 8500
 MODEL_MOUNT = "/mnt/models"
-METRICS_PATH = "/monitoring/prometheus/metrics"
 
 
 @dataclass(frozen=True)
