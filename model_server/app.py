@@ -42,13 +42,8 @@ class Router:
         self.service = service
         self.metrics_paths = {"/metrics"} | ({metrics_path} if metrics_path else set())
         self.tfserving = TfServingRest(service, max_b64_bytes)
-        self.v2 = V2Rest(service, self)
-        self.draining = False
+        self.v2 = V2Rest(service)
         self.render_metrics: Callable[[], bytes] = service.metrics.registry.render
-
-    @property
-    def ready(self) -> bool:
-        return not self.draining and self.service.manager.ready()
 
     async def __call__(self, request: Request) -> Response:
         path = request.path
@@ -156,7 +151,7 @@ class Server:
             tfserving_grpc.add_to_server(
                 self.grpc, self.service, reload_allowed=self.worker is None
             )
-            v2_grpc.add_to_server(self.grpc, self.service, self.router)
+            v2_grpc.add_to_server(self.grpc, self.service)
             address = f"{s.host}:{s.grpc_port}"
             self.grpc_port = self.grpc.add_insecure_port(address)
             if not self.grpc_port:
@@ -178,7 +173,7 @@ class Server:
         """
         log.info("shutting down: draining %d in-flight request(s)", self.service.inflight)
         loop = asyncio.get_running_loop()
-        self.router.draining = True
+        self.service.models.start_draining()
         self.http.stop_accepting()
         grace = self.settings.shutdown_grace_seconds
         deadline = loop.time() + grace

@@ -11,9 +11,10 @@ from ..core.batching import BatchScheduler
 from ..core.config import BatchingConfig
 from ..core.errors import Code, ServingError, invalid
 from ..core.inline import InlineRunner, rows_of
-from ..core.manager import ModelManager, Resolved
+from ..core.manager import ModelManager
 from ..core.metrics import ServerMetrics
-from ..core.types import DEFAULT_SIGNATURE, Servable, Signature, Tensors
+from ..core.model_service import ModelService
+from ..core.types import DEFAULT_SIGNATURE, Resolved, Servable, Signature, Tensors
 
 
 class InferenceService:
@@ -24,7 +25,9 @@ class InferenceService:
         batching: BatchingConfig | None = None,
         threads: int = 4,
     ) -> None:
-        self.manager = manager
+        self._manager = manager
+        # Readiness, statuses and reloads: the adapters' only way to the models besides running.
+        self.models = ModelService(manager)
         self.metrics = metrics
         self._inline = InlineRunner()
         self.batcher = BatchScheduler(batching, metrics, self._inline) if batching else None
@@ -61,7 +64,7 @@ class InferenceService:
         return self._inflight_total
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Resolved:
-        return self.manager.resolve(name, version, label)
+        return self._manager.resolve(name, version, label)
 
     @staticmethod
     def signature(resolved: Resolved, name: str | None) -> Signature:
@@ -135,9 +138,9 @@ class InferenceService:
         )
 
     def _zero_per_loaded_model(self) -> dict[tuple[str, ...], float]:
-        manager = self.manager
+        manager = self._manager
         return {(n,): 0.0 for n in manager.model_names() if manager.available_versions(n)}
 
     def _available_versions(self) -> dict[tuple[str, ...], float]:
-        manager = self.manager
+        manager = self._manager
         return {(n,): float(len(manager.available_versions(n))) for n in manager.model_names()}

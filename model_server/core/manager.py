@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..core.config import ModelConfig
 from ..core.errors import Code, ServingError, not_found
-from ..core.types import Loader, Servable
+from ..core.types import Loader, Resolved, Servable
 from ..core.versions import plain_version
 
 log = logging.getLogger(__name__)
@@ -30,13 +30,6 @@ class VersionStatus:
     state: str
     error_code: Code = Code.OK
     error_message: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class Resolved:
-    name: str
-    version: int
-    servable: Servable
 
 
 @dataclasses.dataclass

@@ -59,5 +59,14 @@ class Servable(Protocol):
     def close(self) -> None: ...
 
 
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """The version a request names (or the latest), found among those AVAILABLE."""
+
+    name: str
+    version: int
+    servable: Servable
+
+
 class Loader(Protocol):
     def __call__(self, path: str) -> Servable: ...

@@ -29,8 +29,7 @@ from ..config_files import ConfigError, models_from_proto
 from ..core import limits
 from ..core.errors import Code, ServingError, invalid
 from ..core.inference import InferenceService
-from ..core.manager import Resolved
-from ..core.types import CLASSIFY_METHOD, REGRESS_METHOD
+from ..core.types import CLASSIFY_METHOD, REGRESS_METHOD, Resolved
 from . import examples
 from .tensor_proto import declared_bytes, declared_shape, from_numpy, to_numpy
 
@@ -238,10 +237,9 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type
             spec = request.model_spec
             which = spec.WhichOneof("version_choice")
             version = spec.version.value if which == "version" else None
-            if which == "version_label":
-                version = self.service.resolve(spec.name, None, spec.version_label).version
+            label = spec.version_label if which == "version_label" else None
             response = get_model_status_pb2.GetModelStatusResponse()
-            for status in self.service.manager.status(spec.name, version):
+            for status in self.service.models.statuses(spec.name, version, label):
                 entry = response.model_version_status.add()
                 entry.version = status.version
                 entry.state = _STATES[status.state]
@@ -269,7 +267,7 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type
             models = models_from_proto(request.config.model_config_list, "ReloadConfigRequest")
             # Blocks until loaded, as TF Serving's reload does; off the event loop.
             await asyncio.get_running_loop().run_in_executor(
-                None, self.service.manager.apply_config, models
+                None, self.service.models.reload, models
             )
         except ConfigError as exc:
             response.status.error_code = int(Code.INVALID_ARGUMENT)

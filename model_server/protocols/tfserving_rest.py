@@ -13,8 +13,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 
 from ..core.errors import ServingError, invalid
 from ..core.inference import InferenceService
-from ..core.manager import Resolved
-from ..core.types import CLASSIFY_METHOD, REGRESS_METHOD, Signature, Tensors
+from ..core.types import CLASSIFY_METHOD, REGRESS_METHOD, Resolved, Signature, Tensors
 from ..core.versions import parse_version
 from ..http.server import Request, Response, json_error
 from ..protocols import examples, json_body
@@ -77,9 +76,7 @@ class TfServingRest:
     # -- GET ----------------------------------------------------------------------------------
 
     def _status(self, name: str, version: int | None, label: str | None) -> Response:
-        if label is not None:
-            version = self.service.resolve(name, None, label).version
-        statuses = self.service.manager.status(name, version)
+        statuses = self.service.models.statuses(name, version, label)
         return _ok(
             {
                 "model_version_status": [

@@ -9,10 +9,7 @@ import numpy as np
 
 from ..core import dtypes, limits
 from ..core.errors import invalid
-from ..core.types import Signature
 from .json_tensors import check_json_numbers, float_array
-
-PLATFORM = "tensorflow_savedmodel"
 
 
 def element_count(key: str, shape: Any, datatype: str | None = None) -> tuple[int, ...]:
@@ -146,23 +143,3 @@ def to_json_data(array: np.ndarray) -> Any:
     if array.dtype == np.float16:
         array = array.astype(np.float32)
     return np.ascontiguousarray(array.reshape(-1))
-
-
-def metadata(name: str, versions: list[int], signature: Signature) -> dict[str, Any]:
-    def tensors(specs: Any) -> list[dict[str, Any]]:
-        return [
-            {
-                "name": key,
-                "datatype": dtypes.tf_to_v2(spec.dtype),
-                "shape": list(spec.shape) if spec.shape is not None else [-1],
-            }
-            for key, spec in specs.items()
-        ]
-
-    return {
-        "name": name,
-        "versions": [str(v) for v in versions],
-        "platform": PLATFORM,
-        "inputs": tensors(signature.inputs),
-        "outputs": tensors(signature.outputs),
-    }

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import time
 from typing import Any
 
@@ -16,8 +15,7 @@ from ..core.inference import InferenceService
 from ..core.versions import parse_version
 from ..proto import grpc_predict_v2_pb2 as pb
 from ..proto import grpc_predict_v2_pb2_grpc as pb_grpc
-from . import v2_codec
-from .v2_rest import EXTENSIONS, Readiness
+from . import v2_codec, v2_metadata
 
 # InferTensorContents field holding each datatype when raw contents are not used.
 _CONTENTS = {
@@ -37,30 +35,24 @@ _CONTENTS = {
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, service: InferenceService, readiness: Readiness) -> None:
+    def __init__(self, service: InferenceService) -> None:
         self.service = service
-        self.readiness = readiness
 
     async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return pb.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return pb.ServerReadyResponse(ready=self.readiness.ready)
+        return pb.ServerReadyResponse(ready=self.service.models.ready)
 
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             version = parse_version(request.version)
         except ServingError as exc:
             await context.abort(grpc.StatusCode[exc.code.name], exc.message)
-        ready = self.readiness.ready and self.service.manager.model_ready(request.name, version)
-        return pb.ModelReadyResponse(ready=ready)
+        return pb.ModelReadyResponse(ready=self.service.models.model_ready(request.name, version))
 
     async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return pb.ServerMetadataResponse(
-            name="modelship",
-            version=importlib.metadata.version("modelship"),
-            extensions=EXTENSIONS,
-        )
+        return pb.ServerMetadataResponse(**v2_metadata.server_metadata())
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
@@ -68,8 +60,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             signature = self.service.signature(resolved, None)
         except ServingError as exc:
             await context.abort(grpc.StatusCode[exc.code.name], exc.message)
-        meta = v2_codec.metadata(
-            request.name, self.service.manager.available_versions(request.name), signature
+        meta = v2_metadata.model_metadata(
+            request.name, self.service.models.available_versions(request.name), signature
         )
         response = pb.ModelMetadataResponse(
             name=meta["name"], versions=meta["versions"], platform=meta["platform"]
@@ -135,7 +127,7 @@ def _inputs(request: Any) -> dict[str, np.ndarray]:
     return inputs
 
 
-def add_to_server(server: grpc.aio.Server, service: InferenceService, readiness: Readiness) -> None:
+def add_to_server(server: grpc.aio.Server, service: InferenceService) -> None:
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        InferenceServicer(service, readiness), server
+        InferenceServicer(service), server
     )

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import re
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -14,10 +13,9 @@ from ..core.errors import ServingError, invalid, not_found
 from ..core.inference import InferenceService
 from ..core.versions import parse_version
 from ..http.server import Request, Response, json_error
-from . import json_body, v2_codec
+from . import json_body, v2_codec, v2_metadata
 
 HEADER_LENGTH = "inference-header-content-length"
-EXTENSIONS = ["binary_tensor_data"]
 # Member names whose numeric arrays are tensor data, parsed straight to numpy.
 _TENSOR_KEYS = (b"data",)
 _PATH = re.compile(
@@ -25,37 +23,23 @@ _PATH = re.compile(
 )
 
 
-class Readiness(Protocol):
-    @property
-    def ready(self) -> bool: ...
-
-
-def server_metadata() -> dict[str, Any]:
-    return {
-        "name": "modelship",
-        "version": importlib.metadata.version("modelship"),
-        "extensions": EXTENSIONS,
-    }
-
-
 def _json(status: int, payload: Any) -> Response:
     return Response(status, orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
 class V2Rest:
-    def __init__(self, service: InferenceService, readiness: Readiness) -> None:
+    def __init__(self, service: InferenceService) -> None:
         self.service = service
-        self.readiness = readiness
 
     async def handle(self, request: Request) -> Response:
         path = request.path.rstrip("/")
         try:
             if path == "/v2":
-                return _json(200, server_metadata())
+                return _json(200, v2_metadata.server_metadata())
             if path == "/v2/health/live":
                 return _json(200, {"live": True})
             if path == "/v2/health/ready":
-                ready = self.readiness.ready
+                ready = self.service.models.ready
                 return _json(200 if ready else 503, {"ready": ready})
             match = _PATH.match(path)
             if match is None:
@@ -74,14 +58,14 @@ class V2Rest:
         if request.method != "GET":
             raise invalid(f"use GET for {request.path}")
         if verb == "/ready":
-            ready = self.readiness.ready and self.service.manager.model_ready(name, version)
-            if not ready and name not in self.service.manager.model_names():
+            ready = self.service.models.model_ready(name, version)
+            if not ready and not self.service.models.knows(name):
                 raise not_found(f"model {name!r} not found")
             return _json(200 if ready else 503, {"name": name, "ready": ready})
         resolved = self.service.resolve(name, version)
         signature = self.service.signature(resolved, None)
-        versions = self.service.manager.available_versions(name)
-        return _json(200, v2_codec.metadata(name, versions, signature))
+        versions = self.service.models.available_versions(name)
+        return _json(200, v2_metadata.model_metadata(name, versions, signature))
 
     async def _infer(self, request: Request, name: str, version: int | None) -> Response:
         started = time.perf_counter()
