@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelship_server.batching_file import format_batching
+from modelship_server.core.config import BatchingConfig
+
 from ..api.modeldeployment import Batching
 from .names import ModelDeploymentRef, child_metadata
 
@@ -16,15 +19,21 @@ def batching_config_name(ref: ModelDeploymentRef) -> str:
     return f"{ref.name}-batching"
 
 
+def batching_config(batching: Batching) -> BatchingConfig:
+    """The spec's batching as the server's own settings type."""
+    return BatchingConfig(
+        max_batch_size=batching.max_batch_size,
+        batch_timeout_micros=batching.batch_timeout_micros,
+        max_enqueued_batches=batching.max_enqueued_batches,
+        num_batch_threads=batching.num_batch_threads,
+        allowed_batch_sizes=tuple(batching.allowed_batch_sizes or ()),
+    )
+
+
 def batching_parameters(batching: Batching) -> str:
-    lines = [
-        f"max_batch_size {{ value: {batching.max_batch_size} }}",
-        f"batch_timeout_micros {{ value: {batching.batch_timeout_micros} }}",
-        f"max_enqueued_batches {{ value: {batching.max_enqueued_batches} }}",
-        f"num_batch_threads {{ value: {batching.num_batch_threads} }}",
-    ]
-    lines += [f"allowed_batch_sizes: {size}" for size in batching.allowed_batch_sizes or []]
-    return "\n".join(lines) + "\n"
+    """The file's text, written by the module the server's own parser pairs with."""
+    text: str = format_batching(batching_config(batching))
+    return text
 
 
 def build_batching_config(ref: ModelDeploymentRef, batching: Batching) -> dict[str, Any]:

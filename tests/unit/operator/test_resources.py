@@ -9,6 +9,7 @@ from modelship_operator.api.modeldeployment import ModelDeploymentSpec
 from modelship_operator.resources.children import GENERATION_ANNOTATION, desired_children
 from modelship_operator.resources.deployment import build_deployment
 from modelship_operator.resources.names import ModelDeploymentRef
+from modelship_server.config_files import parse_batching
 
 REF = ModelDeploymentRef(name="m", namespace="ns", uid="u-1", generation=3)
 
@@ -134,7 +135,7 @@ def test_children_follow_replicas_batching_and_generation() -> None:
     )
     assert set(several) == {"Deployment", "Service", "PodDisruptionBudget", "ConfigMap"}
     config = several["ConfigMap"]["data"]["batching_parameters.txt"]
-    assert "max_batch_size { value: 16 }" in config
+    assert parse_batching(config).max_batch_size == 16
     server = several["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert "--enable_batching=true" in server["args"]
     assert several["Deployment"]["metadata"]["annotations"][GENERATION_ANNOTATION] == "3"
