@@ -31,6 +31,7 @@ class InferenceService:
         self.metrics = metrics
         self._inline = InlineRunner()
         self.batcher = BatchScheduler(batching, metrics, self._inline) if batching else None
+        manager.add_unload_listener(self._forget)
         # Without batching, each request runs on its own thread, off the event loop (but for a
         # lone quick one: see core/inline.py).
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="infer")
@@ -54,7 +55,8 @@ class InferenceService:
             self.batcher.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def on_unload(self, servable: Servable) -> None:
+    def _forget(self, servable: Servable) -> None:
+        """An unloaded servable's batch queues and learned costs go with it."""
         if self.batcher:
             self.batcher.forget(servable)
         self._inline.forget(servable)

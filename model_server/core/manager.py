@@ -49,15 +49,10 @@ class _Snapshot:
 
 
 class ModelManager:
-    def __init__(
-        self,
-        loader: Loader,
-        poll_seconds: float = 1.0,
-        on_unload: Callable[[Servable], None] | None = None,
-    ) -> None:
+    def __init__(self, loader: Loader, poll_seconds: float = 1.0) -> None:
         self._loader = loader
         self._poll_seconds = poll_seconds
-        self._on_unload = on_unload
+        self._unload_listeners: list[Callable[[Servable], None]] = []
         self._models: dict[str, _Model] = {}
         self._sync_lock = threading.Lock()  # one sync pass at a time; owns _models
         self._config_lock = threading.Lock()  # guards _pending only, so callers never wait a load
@@ -66,6 +61,10 @@ class ModelManager:
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def add_unload_listener(self, listener: Callable[[Servable], None]) -> None:
+        """Call listener with each servable about to close (on the manager's thread)."""
+        self._unload_listeners.append(listener)
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -189,8 +188,8 @@ class ModelManager:
         model.statuses[version] = VersionStatus(version, UNLOADING)
         servable = model.loaded.pop(version)
         self._publish()
-        if self._on_unload:
-            self._on_unload(servable)
+        for listener in self._unload_listeners:
+            listener(servable)
         try:
             servable.close()
         finally:
