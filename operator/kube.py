@@ -98,7 +98,8 @@ class KubeApi:
                 "DELETE",
                 obj["kind"],
                 object_path(obj["kind"], meta["namespace"], meta["name"]),
-                {"propagationPolicy": "Background", "preconditions": {"uid": meta["uid"]}},
+                {"propagationPolicy": "Background"}
+                | ({"preconditions": {"uid": meta["uid"]}} if meta.get("uid") else {}),
             )
         except ApiException as err:
             if err.status not in (404, 409):  # gone already, or replaced by a newer object

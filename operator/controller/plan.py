@@ -13,7 +13,7 @@ from ..resources.children import (
     desired_children,
 )
 from ..resources.names import ModelDeploymentRef
-from ..resources.scaledobject import Blocker, MetricsSource, keda_blocker
+from ..resources.scaledobject import Blocker, MetricsSource, is_keda, keda_blocker
 from .compare import contains
 from .scaling import ScaleState
 
@@ -95,11 +95,25 @@ def plan_children(
             continue
         plan.apply.append((want, _apply_event(kind, want, live, ref, scale_message)))
     for kind in CHILD_KINDS:
-        live = snapshot.children.get(kind)
+        live = snapshot.children.get(kind) or _unwatched_leftover(snapshot, spec, kind)
         if kind not in desired and live is not None:
             event = Event("Normal", "Deleted", f"deleted {kind} {live['metadata']['name']}")
             plan.delete.append((live, event))
     return plan
+
+
+def _unwatched_leftover(
+    snapshot: Snapshot, spec: ModelDeploymentSpec, kind: str
+) -> dict[str, Any] | None:
+    """The ScaledObject of an object leaving keda mode, by name, when the cache has none: the
+    watch on a CRD installed after the operator started may not be serving yet, and a leftover
+    ScaledObject would keep scaling the object. Deleted without a uid precondition; a 404 is
+    fine."""
+    was_keda = (snapshot.status.get("autoscaling") or {}).get("mode") == "keda"
+    if kind != "ScaledObject" or not was_keda or is_keda(spec):
+        return None
+    ref = snapshot.ref
+    return {"kind": kind, "metadata": {"name": ref.name, "namespace": ref.namespace}}
 
 
 def _apply_event(

@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from modelship_operator.api.modeldeployment import ModelDeploymentSpec
-from modelship_operator.controller.plan import Snapshot
+from modelship_operator.controller.plan import Snapshot, plan_children
 from modelship_operator.controller.reconcile import reconcile
 from modelship_operator.controller.scaling import ScaleState, effective_replicas
 from modelship_operator.resources.children import desired_children
@@ -174,3 +174,18 @@ def test_kubectl_scale_while_autoscaling_is_reported_as_ignored() -> None:
     ignored = [e for e in api.events if e[1] == "ScaleIgnored"]
     assert ignored
     assert "spec.replicas=5 is ignored" in ignored[0][2]
+
+
+def test_leaving_keda_mode_deletes_the_scaled_object_even_when_the_cache_has_none() -> None:
+    # The watch on a CRD installed after the operator started may not be serving yet.
+    body = _body({"autoscaling": {"mode": "keda", "desiredReplicas": 2}})
+    plan = plan_children(Snapshot(body, _live(2), []), SPEC, 2)
+    (deleted,) = [obj for obj, _ in plan.delete]
+    assert deleted["kind"] == "ScaledObject"
+    assert deleted["metadata"] == {"name": "m", "namespace": "ns"}
+    # Not while the object stays in keda mode, and not for an object that never was in it.
+    keda = copy.deepcopy(body)
+    keda["spec"]["autoscaling"]["mode"] = "keda"
+    keda_spec = ModelDeploymentSpec.model_validate(keda["spec"])
+    assert not plan_children(Snapshot(keda, _live(2), []), keda_spec, 2).delete
+    assert not plan_children(Snapshot(_body(), _live(2), []), SPEC, 2).delete
