@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import subprocess
 import sys
 import urllib.error
@@ -46,7 +45,6 @@ __all__ = [
     "free_port",
 ]
 
-log = logging.getLogger(__name__)
 
 CONTROL_PLANE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 STATE_FILE = "state.json"

@@ -75,17 +75,6 @@ class LoadGenerator:
     def set_rate(self, rate: float) -> None:
         self._rate = rate
 
-    def snapshot(self) -> LoadResult:
-        """The counts so far (a copy)."""
-        result = self._result
-        return LoadResult(
-            result.sent,
-            result.succeeded,
-            collections.Counter(result.failures),
-            list(result.latencies),
-            list(result.first_failures),
-        )
-
     def stop(self) -> LoadResult:
         """Stop sending, wait for the requests in flight, return the totals."""
         if self._loop is not None and self._stopping is not None:
