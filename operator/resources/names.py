@@ -17,13 +17,36 @@ MODEL_MOUNT = "/mnt/models"
 
 
 @dataclass(frozen=True)
-class ModelDeploymentRef:
-    """What builders need from the object besides its spec."""
+class ObjectRef:
+    """What builders, status writes and events need from an object of ours besides its spec."""
 
     name: str
     namespace: str
     uid: str
     generation: int
+    kind: str
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> ObjectRef:
+        meta = body["metadata"]
+        return ObjectRef(
+            meta["name"],
+            meta["namespace"],
+            meta["uid"],
+            int(meta.get("generation", 1)),
+            str(body["kind"]),
+        )
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class ModelDeploymentRef(ObjectRef):
+    """A ModelDeployment's reference (the kind is implied)."""
+
+    kind: str = "ModelDeployment"
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> ModelDeploymentRef:
@@ -54,10 +77,11 @@ def selector_string(ref: ModelDeploymentRef) -> str:
     return ",".join(f"{k}={v}" for k, v in selector_labels(ref).items())
 
 
-def owner_reference(ref: ModelDeploymentRef) -> dict[str, Any]:
+def owner_reference(ref: ObjectRef) -> dict[str, Any]:
+    """Our object as the controller owner of a child: children are routed to it by this."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelDeployment",
+        "kind": ref.kind,
         "name": ref.name,
         "uid": ref.uid,
         "controller": True,
