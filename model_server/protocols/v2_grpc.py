@@ -78,10 +78,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             resolved = self.service.resolve(
                 request.model_name, parse_version(request.model_version)
             )
-            sig_param = request.parameters.get("signature_name")
-            signature = self.service.signature(
-                resolved, sig_param.string_param if sig_param is not None else None
-            )
+            signature = self.service.signature(resolved, _signature_name(request))
             inputs = _inputs(request)
             wanted = [o.name for o in request.outputs]
             outputs = await self.service.run(resolved, signature, inputs, wanted or None)
@@ -99,6 +96,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             await context.abort(grpc.StatusCode[exc.code.name], exc.message)
         finally:
             self.service.record(request.model_name, "infer", "GRPC", started, ok)
+
+
+def _signature_name(request: Any) -> str | None:
+    """The signature_name parameter: a string_param, never another type read as one."""
+    if "signature_name" not in request.parameters:
+        return None
+    param = request.parameters["signature_name"]
+    if param.WhichOneof("parameter_choice") != "string_param":
+        raise invalid("the request: parameter 'signature_name' must be a string_param")
+    return str(param.string_param)
 
 
 def _inputs(request: Any) -> dict[str, np.ndarray]:

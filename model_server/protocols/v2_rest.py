@@ -73,9 +73,7 @@ class V2Rest:
         try:
             body, binary, nulls = _split_body(request)
             resolved = self.service.resolve(name, version)
-            params = body.get("parameters") or {}
-            if not isinstance(params, dict):
-                raise invalid("'parameters' must be an object")
+            params = _parameters(body.get("parameters"), "the request")
             signature = self.service.signature(resolved, params.get("signature_name"))
             inputs = _inputs(body, binary, nulls)
             wanted, binary_out = _requested_outputs(body, params)
@@ -166,11 +164,11 @@ def _inputs(body: dict[str, Any], binary: bytes, nulls: bool) -> dict[str, Any]:
         assert isinstance(datatype, str)  # numpy_dtype refused anything else
         shape = v2_codec.element_count(key, item.get("shape"), datatype)
         budget.add(key, limits.element_count(shape) * v2_codec.itemsize(key, datatype))
-        params = item.get("parameters") or {}
-        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        params = _parameters(item.get("parameters"), f"input {key!r}")
+        size = _int_param(params, "binary_data_size", f"input {key!r}")
         if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-                raise invalid(f"input {key!r}: binary_data_size {size!r} exceeds the body")
+            if offset + size > len(binary):
+                raise invalid(f"input {key!r}: binary_data_size {size} exceeds the body")
             inputs[key] = v2_codec.from_raw(key, datatype, shape, binary[offset : offset + size])
             offset += size
         elif "data" in item:
@@ -183,7 +181,7 @@ def _inputs(body: dict[str, Any], binary: bytes, nulls: bool) -> dict[str, Any]:
 
 
 def _requested_outputs(body: dict[str, Any], params: dict[str, Any]) -> tuple[list[str], Any]:
-    default_binary = bool(params.get("binary_data_output", False))
+    default_binary = _bool_param(params, "binary_data_output", "the request") or False
     items = body.get("outputs")
     if items is None:
         return [], default_binary
@@ -193,8 +191,50 @@ def _requested_outputs(body: dict[str, Any], params: dict[str, Any]) -> tuple[li
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise invalid("each requested output needs a 'name'")
-        names.append(item["name"])
-        out_params = item.get("parameters") or {}
-        if isinstance(out_params, dict) and out_params.get("binary_data", default_binary):
-            binary.add(item["name"])
+        key = item["name"]
+        names.append(key)
+        out_params = _parameters(item.get("parameters"), f"output {key!r}")
+        if "classification" in out_params:
+            # Triton's top-k extension: not served here, and never silently ignored.
+            raise invalid(f"output {key!r}: parameter 'classification' is not supported")
+        wanted = _bool_param(out_params, "binary_data", f"output {key!r}")
+        if default_binary if wanted is None else wanted:
+            binary.add(key)
     return names, binary
+
+
+# Parameters are typed by the protocol: a JSON true is not the integer 1 (Python's bool is an
+# int), and the string "false" is not a true boolean. A value of the wrong type is refused.
+
+
+def _parameters(value: Any, owner: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid(f"{owner}: 'parameters' must be an object")
+    return value
+
+
+def _int_param(params: dict[str, Any], name: str, owner: str) -> int | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise invalid(
+            f"{owner}: parameter {name!r} must be a non-negative integer, not {_show(value)}"
+        )
+    return value
+
+
+def _bool_param(params: dict[str, Any], name: str, owner: str) -> bool | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise invalid(f"{owner}: parameter {name!r} must be true or false, not {_show(value)}")
+    return value
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
