@@ -41,6 +41,8 @@ STORAGE_URI_PATTERN = (
     rf"^((pvc://{DNS_LABEL}(\.{DNS_LABEL})*)|((s3|gs|https?)://[^/\s\x00-\x1f\x7f]+))"
     rf"(/{_URI_CHAR}*)?$|^file:///{_URI_CHAR}*$"
 )
+# The mountable subset of STORAGE_URI_PATTERN: storage a pod can write to in place.
+VOLUME_URI_PATTERN = rf"^pvc://{DNS_LABEL}(\.{DNS_LABEL})*(/{_URI_CHAR}*)?$|^file:///{_URI_CHAR}*$"
 
 # Kubernetes' quantity grammar ("500m", "2Gi", "1e3") without a minus sign: none is negative.
 NON_NEGATIVE_QUANTITY = (

@@ -25,6 +25,9 @@ class Kind:
     short_names: list[str]
     printer_columns: list[dict[str, Any]]
     subresources: dict[str, Any]
+    # The longest metadata.name whose children still have valid names, and why.
+    max_name_length: int
+    name_rule: str
 
     @property
     def crd_name(self) -> str:
@@ -37,6 +40,9 @@ def _age() -> dict[str, Any]:
 
 # Child objects are named after the CR plus a suffix, and label values stop at 63 characters.
 MAX_NAME_LENGTH = 52
+# A training pod's hostname `<name>-<role>-<index>` is a DNS label (at most 63 characters): the
+# longest role and index, `-evaluator-1023`, leave 48 for the name.
+MAX_TRAINING_JOB_NAME_LENGTH = 63 - len("-evaluator-1023")
 
 MODEL_DEPLOYMENT = Kind(
     model=ModelDeployment,
@@ -69,6 +75,8 @@ MODEL_DEPLOYMENT = Kind(
             "labelSelectorPath": ".status.selector",
         },
     },
+    max_name_length=MAX_NAME_LENGTH,
+    name_rule="The Service and pods are named after it.",
 )
 
 TRAINING_JOB = Kind(
@@ -88,6 +96,11 @@ TRAINING_JOB = Kind(
         _age(),
     ],
     subresources={"status": {}},
+    max_name_length=MAX_TRAINING_JOB_NAME_LENGTH,
+    name_rule=(
+        f"At most {MAX_TRAINING_JOB_NAME_LENGTH} characters: each pod's hostname is "
+        "`<name>-<role>-<index>`, a DNS label of at most 63."
+    ),
 )
 
 KINDS = (MODEL_DEPLOYMENT, TRAINING_JOB)
@@ -107,7 +120,8 @@ def openapi_schema(kind: Kind, *, keep_examples: bool = False) -> JsonSchema:
             "properties": {
                 "name": {
                     "type": "string",
-                    "maxLength": MAX_NAME_LENGTH,
+                    "description": f"A DNS-1035 label. {kind.name_rule}",
+                    "maxLength": kind.max_name_length,
                     "pattern": DNS_1035_LABEL,
                 }
             },

@@ -12,6 +12,7 @@ from .common import (
     ENV_LIST,
     GPU,
     STORAGE_URI_PATTERN,
+    VOLUME_URI_PATTERN,
     ApiModel,
     Condition,
     EnvVar,
@@ -102,6 +103,13 @@ class ReplicaSpecs(ApiModel):
                 "replicaSpecs.ps needs replicaSpecs.worker",
                 ".ps",
             ),
+            # ParameterServerStrategy runs its coordinator on the chief.
+            cel(
+                "!has(self.ps) || self.ps.replicas == 0"
+                " || (has(self.chief) && self.chief.replicas > 0)",
+                "replicaSpecs.ps needs a chief: it runs ParameterServerStrategy's coordinator",
+                ".ps",
+            ),
         )
     )
 
@@ -137,6 +145,15 @@ class RunPolicy(ApiModel):
     )
 
 
+# A pvc:// path becomes a volume subPath and a file:// one a hostPath: Kubernetes refuses `..`
+# in either when it creates the pod, so it is refused here, at admission.
+_NO_DOT_DOT = cel(
+    "!self.storageUri.matches('^(pvc|file)://') || !self.storageUri.matches('/[.][.](/|$)')",
+    "a pvc:// or file:// storageUri must not contain a `..` path segment",
+    ".storageUri",
+)
+
+
 class Output(ApiModel):
     """Where the trained SavedModel is exported."""
 
@@ -146,7 +163,8 @@ class Output(ApiModel):
                 "!has(self.storageSecretName) || self.storageUri.matches('^(s3|gs|https?)://')",
                 "storageSecretName applies only to s3://, gs:// and http(s):// storageUri",
                 ".storageSecretName",
-            )
+            ),
+            _NO_DOT_DOT,
         )
     )
 
@@ -166,6 +184,21 @@ class Output(ApiModel):
     )
 
 
+class Checkpoints(ApiModel):
+    """Where every training pod keeps its BackupAndRestore state, so a restarted task resumes."""
+
+    model_config = ConfigDict(json_schema_extra=validations(_NO_DOT_DOT))
+
+    storage_uri: str = Field(
+        max_length=2048,
+        pattern=VOLUME_URI_PATTERN,
+        description="A PersistentVolumeClaim (`pvc://claim/path`) or a node folder "
+        "(`file:///path`), mounted read-write at /mnt/checkpoints. Without it the checkpoints "
+        "live in an emptyDir: they survive a container restart, not a new pod.",
+        examples=["pvc://training/mnist-checkpoints"],
+    )
+
+
 class TrainingJobSpec(ApiModel):
     """What to train and how to run it."""
 
@@ -176,6 +209,9 @@ class TrainingJobSpec(ApiModel):
         json_schema_extra={"default": {}},
     )
     output: Output | None = Field(default=None, description="Where the SavedModel is exported.")
+    checkpoints: Checkpoints | None = Field(
+        default=None, description="Durable checkpoint storage shared by the training pods."
+    )
 
 
 class ReplicaStatus(ApiModel):
@@ -187,11 +223,16 @@ class ReplicaStatus(ApiModel):
 
 
 class Progress(ApiModel):
-    """Training progress reported by the chief."""
+    """Training progress reported by the chief (worker 0 without one)."""
 
     step: int | None = Field(default=None, description="Last global step.")
     total_steps: int | None = Field(default=None, description="Steps planned.")
     percent: int | None = Field(default=None, description="step / totalSteps, in percent.")
+    epoch: int | None = Field(default=None, description="Current epoch.")
+    loss: float | None = Field(default=None, description="Last reported training loss.")
+    metrics: dict[str, float] | None = Field(
+        default=None, description="Last reported value of each Keras metric, by name."
+    )
 
 
 class TrainingJobStatus(ApiModel):
