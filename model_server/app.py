@@ -73,8 +73,9 @@ class Server:
             self.manager.set_config(s.models)
         self.manager.start()
         if s.model_config_file and s.model_config_poll_seconds > 0:
+            # The watcher only reads and parses; the manager applies what it reports.
             self.watcher = ConfigWatcher(
-                s.model_config_file, s.model_config_poll_seconds, self.manager
+                s.model_config_file, s.model_config_poll_seconds, self.manager.set_config
             )
             self.watcher.start()
         if s.rest_port:
