@@ -19,6 +19,7 @@ from .ipam import DEFAULT_RANGE, AddressPool
 from .kube import ApiError, Kube
 from .node import NodeKeeper
 from .pod import NodeRuntime
+from .sandbox import Sandbox
 from .statefile import STATE_FILE, ProcessRecords, kill_leftovers
 
 log = logging.getLogger("processpods")
@@ -100,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs=logs,
         records=ProcessRecords(workdir / STATE_FILE),
         shutdown_grace=args.shutdown_grace,
+        sandbox=Sandbox.prepare(workdir),
     )
     agent = Agent(runtime, args.node)
     while not stop.is_set():

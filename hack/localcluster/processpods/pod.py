@@ -11,17 +11,19 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import images as image_map
 from .backoff import Backoff
 from .containers import ContainerProcess, read_termination_message
+from .hosts import pod_name
 from .ipam import AddressPool
 from .kube import STRATEGIC_PATCH, ApiError, Kube
 from .probes import ProbeError, ProbeTarget, container_ports, handler_check, run_command
 from .runs import ContainerRun
+from .sandbox import Sandbox
 from .spec import (
     ConfigError,
     PodFacts,
@@ -58,6 +60,7 @@ class NodeRuntime:
     logs: Path
     records: ProcessRecords
     shutdown_grace: float = 5.0
+    sandbox: Sandbox = field(default_factory=Sandbox)
 
 
 def deleting(pod: Mapping[str, Any]) -> bool:
@@ -200,6 +203,7 @@ class PodWorker(threading.Thread):
             self.uid, status.get("podIP"), self._addresses_elsewhere()
         )
         self.pod_dir.mkdir(parents=True, exist_ok=True)
+        self._publish_name()
         from .runs import parse_time  # noqa: PLC0415
 
         self.start_time = parse_time(status.get("startTime")) or self.start_time
@@ -224,6 +228,15 @@ class PodWorker(threading.Thread):
             log.info("%s: taken over at %s", self.key, self.pod_ip)
         else:
             log.info("%s: starting at %s", self.key, self.pod_ip)
+
+    def _publish_name(self) -> None:
+        name = pod_name(self.pod, self.pod_ip) if self.pod_ip else None
+        if name is not None and self.rt.sandbox.hosts is not None:
+            self.rt.sandbox.hosts.publish(self.uid, name)
+
+    def _withdraw_name(self) -> None:
+        if self.rt.sandbox.hosts is not None:
+            self.rt.sandbox.hosts.withdraw(self.uid)
 
     def _addresses_elsewhere(self) -> set[str]:
         """Pod addresses in use on other nodes (best effort: the API may be down)."""
@@ -378,7 +391,12 @@ class PodWorker(threading.Thread):
         cwd = Path(map_argv(["", workdir], table)[1]) if workdir else self.pod_dir
         if not cwd.is_dir():
             cwd = self.pod_dir
-        process = ContainerProcess(argv, env=env, cwd=cwd, log=self._log_file(run))
+        process = ContainerProcess(
+            self.rt.sandbox.command(argv),
+            env=self.rt.sandbox.environment(env, self.pod_ip),
+            cwd=cwd,
+            log=self._log_file(run),
+        )
         self.rt.records.add(self.uid, run.name, process.pid)
         run.mark_started(process)
         log.info(
@@ -533,6 +551,9 @@ class PodWorker(threading.Thread):
     def _report(self, *, best_effort: bool = False, final: bool = False) -> None:
         """Patch the status subresource when it changed since the last accepted write."""
         status = self._status(final=final)
+        if status["phase"] in ("Succeeded", "Failed"):
+            # Out of its headless Service's endpoints: a replacement pod may take the name.
+            self._withdraw_name()
         if status == self._reported:
             return
         if not best_effort and time.monotonic() < self._report_retry_at:
@@ -656,5 +677,6 @@ class PodWorker(threading.Thread):
         log.info("%s: deleted", self.key)
 
     def _release(self) -> None:
+        self._withdraw_name()
         self.rt.addresses.release(self.uid)
         shutil.rmtree(self.pod_dir, ignore_errors=True)
