@@ -7,7 +7,7 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
-from ..api.common import GPU, ResourceRequirements, Toleration
+from ..api.common import GPU, ResourceRequirements, Scheduling, Toleration
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -53,6 +53,21 @@ def tolerations(user: list[Toleration] | None, gpu: GPU | None) -> list[dict[str
     if gpu is not None and gpu.count > 0 and GPU_TOLERATION not in result:
         result.append(dict(GPU_TOLERATION))
     return result
+
+
+def placement(pods: Scheduling, gpu: GPU | None) -> dict[str, Any]:
+    """The pod-spec fields that place a pod: the user's nodeSelector, and tolerations and
+    affinity with the GPU's added. Only the fields that have something in them."""
+    fields: dict[str, Any] = {}
+    if pods.node_selector:
+        fields["nodeSelector"] = dict(pods.node_selector)
+    found = tolerations(pods.tolerations, gpu)
+    if found:
+        fields["tolerations"] = found
+    affinity = merge_affinity(pods.affinity, gpu_node_requirements(gpu))
+    if affinity:
+        fields["affinity"] = affinity
+    return fields
 
 
 def resources(base: dict[str, Any] | None, gpu: GPU | None) -> dict[str, Any]:
