@@ -1,5 +1,7 @@
-"""kopf wiring only: watches feed caches (indexes) and queue the owning ModelDeployment.
-All decisions live in controller/; all writes in kube.py."""
+"""kopf wiring only: watches feed caches (indexes) and queue the owning object with its kind's
+controller. Children are routed by their controller ownerReference, pods (whose controller is a
+ReplicaSet or a Job) by their owner label. All decisions live in controller/; all writes in
+kube.py."""
 
 from __future__ import annotations
 
@@ -9,10 +11,24 @@ from typing import Any
 import kopf
 
 from .api.crds import GROUP, VERSION
-from .controller.runtime import CONTROLLER
+from .controller.base import KindController
+from .controller.runtime import CONTROLLER, TRAINING_JOBS
+from .controller.trainingjob.controller import TRAINING_JOB_CONTROLLER
+from .kube import KubeApi, load_client_config
 from .resources.kinds import CHILDREN, ChildKind
 from .resources.names import MANAGED_BY, OWNER_LABEL
+from .resources.trainingjob.names import OWNER_LABEL as TRAINING_OWNER_LABEL
 from .settings import SETTINGS
+
+# Every kind of ours, by kind, and the label its pods carry naming their owner.
+CONTROLLERS: dict[str, KindController] = {
+    CONTROLLER.kind: CONTROLLER,
+    TRAINING_JOB_CONTROLLER.kind: TRAINING_JOB_CONTROLLER,
+}
+POD_OWNER_LABELS = {
+    OWNER_LABEL: CONTROLLER.kind,
+    TRAINING_OWNER_LABEL: TRAINING_JOB_CONTROLLER.kind,
+}
 
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 PODS = ChildKind("Pod", "", "v1", "pods")  # watched for status, never written
@@ -29,7 +45,10 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
             else (child.version, child.plural)
         )
         settings.watching.label_selectors[key] = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+    api = KubeApi(load_client_config())
+    await TRAINING_JOB_CONTROLLER.start(api, SETTINGS.workers, SETTINGS.resync_seconds)
     await CONTROLLER.start(
+        api,
         SETTINGS.workers,
         SETTINGS.resync_seconds,
         SETTINGS.version_timeout,
@@ -40,7 +59,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.cleanup()
 async def shutdown(**_: Any) -> None:
-    await CONTROLLER.stop()
+    for controller in CONTROLLERS.values():
+        await controller.stop()
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:
@@ -49,10 +69,31 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
     return obj
 
 
-def owned(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> Any:
-    """Index of one child kind: the child by its owner's key."""
-    owner = labels.get(OWNER_LABEL)
-    return {(namespace, owner): _plain(body)} if owner and namespace else None
+def controller_owner(namespace: str | None, body: kopf.Body) -> tuple[str, str, str] | None:
+    """(kind, namespace, name) of the object of ours that controls this child, if one does."""
+    for ref in body.get("metadata", {}).get("ownerReferences") or ():
+        if (
+            ref.get("controller")
+            and ref.get("apiVersion") == f"{GROUP}/{VERSION}"
+            and ref.get("kind") in CONTROLLERS
+            and namespace
+        ):
+            return (ref["kind"], namespace, ref["name"])
+    return None
+
+
+def pod_owner(namespace: str | None, labels: kopf.Labels) -> tuple[str, str, str] | None:
+    for label, kind in POD_OWNER_LABELS.items():
+        owner = labels.get(label)
+        if owner and namespace:
+            return (kind, namespace, owner)
+    return None
+
+
+def owned(namespace: str | None, body: kopf.Body, **_: Any) -> Any:
+    """Index of one child kind: the child by its controller owner."""
+    owner = controller_owner(namespace, body)
+    return {owner: _plain(body)} if owner else None
 
 
 @kopf.index(GROUP, VERSION, "modeldeployments")
@@ -60,33 +101,71 @@ def modeldeployments(namespace: str | None, name: str, body: kopf.Body, **_: Any
     return {(namespace, name): _plain(body)}
 
 
+@kopf.index(GROUP, VERSION, TRAINING_JOBS)
+def trainingjobs(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+    return {(namespace, name): _plain(body)}
+
+
+# The one pod annotation status needs: which index of an Indexed Job a training pod is.
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+
+
 @kopf.index("v1", "pods", labels=MANAGED)
 def pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> Any:
-    owner = labels.get(OWNER_LABEL)
-    if not owner:
+    owner = pod_owner(namespace, labels)
+    if owner is None:
         return None
+    meta = body["metadata"]
+    annotations = meta.get("annotations") or {}
     # Only what status needs: pods are many and change often.
     summary = {
-        "metadata": {k: body["metadata"].get(k) for k in ("name", "creationTimestamp")},
+        "metadata": {
+            **{k: meta.get(k) for k in ("name", "creationTimestamp")},
+            "labels": dict(labels),
+            "annotations": {k: v for k, v in annotations.items() if k == COMPLETION_INDEX},
+        },
         "status": {
             k: copy.deepcopy(body.get("status", {}).get(k))
             for k in ("phase", "podIP", "conditions", "initContainerStatuses", "containerStatuses")
             if body.get("status", {}).get(k) is not None
         },
     }
-    return {(namespace, owner): summary}
+    return {owner: summary}
+
+
+def _refresh_all(indexes: dict[str, Any]) -> None:
+    """Every controller sees the same caches (a ModelDeployment reads its TrainingJob)."""
+    for controller in CONTROLLERS.values():
+        controller.refresh(indexes)
 
 
 @kopf.on.event(GROUP, VERSION, "modeldeployments")
 async def modeldeployment_changed(namespace: str | None, name: str, **kwargs: Any) -> None:
+    _refresh_all(kwargs)
     CONTROLLER.notify((namespace or "", name), kwargs)
 
 
+@kopf.on.event(GROUP, VERSION, TRAINING_JOBS)
+async def trainingjob_changed(namespace: str | None, name: str, **kwargs: Any) -> None:
+    _refresh_all(kwargs)
+    TRAINING_JOB_CONTROLLER.notify((namespace or "", name), kwargs)
+    CONTROLLER.training_job_changed((namespace or "", name))
+
+
+def _route(owner: tuple[str, str, str] | None, indexes: dict[str, Any]) -> None:
+    _refresh_all(indexes)
+    if owner is not None:
+        kind, namespace, name = owner
+        CONTROLLERS[kind].notify((namespace, name), indexes)
+
+
 @kopf.on.event("v1", "pods", labels=MANAGED)
-async def child_changed(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
-    owner = labels.get(OWNER_LABEL)
-    if owner and namespace:
-        CONTROLLER.notify((namespace, owner), kwargs)
+async def pod_changed(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
+    _route(pod_owner(namespace, labels), kwargs)
+
+
+async def child_changed(namespace: str | None, body: kopf.Body, **kwargs: Any) -> None:
+    _route(controller_owner(namespace, body), kwargs)
 
 
 # One index and one event handler per child kind of the table. A kind whose CRD is not

@@ -13,7 +13,7 @@ from prometheus_client import Counter
 
 from .api.crds import GROUP, VERSION
 from .resources.kinds import CHILDREN
-from .resources.names import FIELD_MANAGER, ModelDeploymentRef
+from .resources.names import FIELD_MANAGER, ObjectRef
 
 API_REQUESTS = Counter(
     "modelship_operator_api_requests",
@@ -25,6 +25,7 @@ API_REQUESTS = Counter(
 _PATHS = {
     **{child.kind: (child.api_prefix, child.plural) for child in CHILDREN},
     "ModelDeployment": (f"/apis/{GROUP}/{VERSION}", "modeldeployments"),
+    "TrainingJob": (f"/apis/{GROUP}/{VERSION}", "trainingjobs"),
     "Event": ("/api/v1", "events"),
 }
 COMPONENT = "modelship-operator"
@@ -105,23 +106,23 @@ class KubeApi:
             if err.status not in (404, 409):  # gone already, or replaced by a newer object
                 raise
 
-    def apply_status(self, ref: ModelDeploymentRef, status: dict[str, Any]) -> None:
+    def apply_status(self, ref: ObjectRef, status: dict[str, Any]) -> None:
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "ModelDeployment",
+            "kind": ref.kind,
             "metadata": {"name": ref.name, "namespace": ref.namespace},
             "status": status,
         }
         self._call(
             "PATCH",
-            "ModelDeployment/status",
-            object_path("ModelDeployment", ref.namespace, ref.name) + "/status",
+            f"{ref.kind}/status",
+            object_path(ref.kind, ref.namespace, ref.name) + "/status",
             body,
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
             content_type="application/apply-patch+yaml",
         )
 
-    def event(self, ref: ModelDeploymentRef, type_: str, reason: str, message: str) -> None:
+    def event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {
             "apiVersion": "v1",
@@ -129,7 +130,7 @@ class KubeApi:
             "metadata": {"generateName": f"{ref.name}.", "namespace": ref.namespace},
             "involvedObject": {
                 "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "ModelDeployment",
+                "kind": ref.kind,
                 "name": ref.name,
                 "namespace": ref.namespace,
                 "uid": ref.uid,

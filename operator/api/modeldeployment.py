@@ -270,7 +270,13 @@ class ModelDeploymentSpec(Scheduling):
         json_schema_extra={
             **validations(
                 cel(
-                    "!has(self.storageSecretName) || self.storageUri.matches('^(s3|gs|https?)://')",
+                    "has(self.storageUri) != has(self.trainingJobName)",
+                    "set exactly one of spec.storageUri (a model in storage) and "
+                    "spec.trainingJobName (the model a TrainingJob exports)",
+                ),
+                cel(
+                    "!has(self.storageSecretName) || !has(self.storageUri)"
+                    " || self.storageUri.matches('^(s3|gs|https?)://')",
                     "storageSecretName applies only to s3://, gs:// and http(s):// storageUri",
                     ".storageSecretName",
                 ),
@@ -281,22 +287,39 @@ class ModelDeploymentSpec(Scheduling):
         }
     )
 
-    storage_uri: str = Field(
+    storage_uri: str | None = Field(
+        default=None,
         max_length=2048,
         pattern=STORAGE_URI_PATTERN,
         description=(
             "Where the SavedModel base path (numeric version folders) lives: pvc://CLAIM/path, "
             "s3://bucket/path, gs://bucket/path, http(s):// (a directory or an archive), "
-            "file:///absolute/path. No whitespace or control characters."
+            "file:///absolute/path. No whitespace or control characters. Exactly one of "
+            "storageUri and trainingJobName."
         ),
         examples=["s3://models/half_plus_two"],
+    )
+    training_job_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description=(
+            "Serve what this TrainingJob (same namespace) exports: its newest exported version, "
+            "rolled out (without failed requests) whenever a later run exports a newer one. "
+            "Exactly one of storageUri and trainingJobName."
+        ),
+        examples=["mnist-distributed"],
     )
     storage_secret_name: str | None = Field(
         default=None,
         min_length=1,
         max_length=253,
         pattern=DNS_SUBDOMAIN,
-        description="Secret in the same namespace holding the storage credentials.",
+        description=(
+            "Secret in the same namespace holding the storage credentials. With trainingJobName, "
+            "defaults to the TrainingJob's output.storageSecretName."
+        ),
         examples=["s3-credentials"],
     )
     model_name: str | None = Field(

@@ -16,6 +16,7 @@ from ..resources.names import ModelDeploymentRef
 from ..resources.scaledobject import Blocker, MetricsSource, is_keda, keda_blocker
 from .compare import contains
 from .scaling import ScaleState
+from .trained_model import mark_model_uri
 
 INVALID_SPEC = "InvalidSpec"
 
@@ -38,6 +39,8 @@ class Snapshot:
     scale: ScaleState | None = None
     # spec.replicas changed (kubectl scale) while autoscaling owns the replica count.
     scale_ignored: bool = False
+    # The TrainingJob named by spec.trainingJobName, when the cache has it.
+    training_job: dict[str, Any] | None = None
 
     @property
     def ref(self) -> ModelDeploymentRef:
@@ -79,15 +82,19 @@ def plan_children(
     spec: ModelDeploymentSpec,
     replicas: int | None = None,
     metrics: MetricsSource | None = None,
+    model_uri: str | None = None,
 ) -> ChildPlan:
     """`replicas` is the autoscaler's count when autoscaling is on (default: spec.replicas);
-    `metrics` is the Prometheus a keda-mode ScaledObject reads."""
+    `metrics` is the Prometheus a keda-mode ScaledObject reads; `model_uri` the TrainingJob
+    export served (spec.trainingJobName)."""
     refused = refused_before(snapshot)
     if refused is not None:
         return ChildPlan(refused=refused)
     plan = ChildPlan(scaling_blocker=keda_blocker(spec, metrics))
     ref = snapshot.ref
     desired = desired_children(ref, spec, replicas, metrics)
+    if model_uri is not None:
+        mark_model_uri(desired["Deployment"], model_uri)
     scale_message = snapshot.scale.message if snapshot.scale is not None else None
     for kind, want in desired.items():
         live = snapshot.children.get(kind)

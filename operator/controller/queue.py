@@ -1,5 +1,6 @@
-"""A work queue of ModelDeployment keys: a key is queued at most once, never processed by two
-workers at once, and re-queued when it changed while being processed (client-go's contract)."""
+"""A work queue of object keys (one queue per kind): a key is queued at most once, never
+processed by two workers at once, and re-queued when it changed while being processed
+(client-go's contract)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ class WorkQueue:
                 asyncio.get_running_loop().call_later(self._settle, self._queue.put_nowait, key)
             else:
                 self._queue.put_nowait(key)
+
+    def add_after(self, key: Key, delay: float) -> None:
+        """Look at the key again after `delay` seconds (a poll, or a timer such as a TTL)."""
+        asyncio.get_running_loop().call_later(max(0.0, delay), self.add, key)
 
     async def get(self) -> Key:
         key = await self._queue.get()

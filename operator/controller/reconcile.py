@@ -20,6 +20,7 @@ from ..resources.scaledobject import Blocker, MetricsSource, is_keda
 from .plan import INVALID_SPEC, ChildPlan, Event, Snapshot, plan_children
 from .scaling import SCALING_ACTIVE, effective_replicas
 from .status import Verdict, build_status, invalid_spec_status, judge
+from .trained_model import Waiting, resolve
 from .version import VersionProber
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ class Written:
     applied_deployment: bool = False
 
 
-def _write_children(plan: ChildPlan, api: Writer) -> Written:
+def write_children(plan: ChildPlan, api: Writer) -> Written:
     """Apply, then delete (only when nothing was refused: a refused spec keeps what runs)."""
     done = Written(refused=plan.refused, blocker=plan.scaling_blocker)
     for obj, event in plan.apply:
@@ -157,8 +158,12 @@ def reconcile(
         return writes
     deployment = snapshot.children.get("Deployment")
     replicas = effective_replicas(spec, snapshot.status, deployment, snapshot.scale)
-    plan = plan_children(snapshot, spec, replicas, metrics)
-    done = _write_children(plan, api)
+    source = resolve(spec, snapshot.training_job, deployment)
+    if isinstance(source, Waiting):
+        return _wait_for_model(snapshot, spec, source, api, now, replicas)
+    spec = source.spec
+    plan = plan_children(snapshot, spec, replicas, metrics, model_uri=source.model_uri)
+    done = write_children(plan, api)
     writes += done.writes
     events: list[Event] = list(done.events)
     apply_error = done.refused
@@ -192,7 +197,7 @@ def reconcile(
         events += _transition_events(snapshot, verdict) + _blocker_events(snapshot, done.blocker)
         api.apply_status(ref, status)
         writes += 1
-    for event in _merged(events):
+    for event in merged_events(events):
         try:
             api.event(ref, event.type, event.reason, event.message)
             writes += 1
@@ -206,6 +211,29 @@ def reconcile(
             )
     if done.forbidden is not None:
         raise done.forbidden  # reported above; the queue retries it with backoff
+    return writes
+
+
+def _wait_for_model(
+    snapshot: Snapshot,
+    spec: ModelDeploymentSpec,
+    waiting: Waiting,
+    api: Writer,
+    now: Callable[[], str],
+    replicas: int,
+) -> int:
+    """spec.trainingJobName names a job with nothing exported yet: say so, write no children."""
+    verdict = Verdict(False, waiting.reason, waiting.message, stalled=waiting.stalled)
+    status = build_status(
+        snapshot.ref, spec, verdict, None, snapshot.status, now(), replicas=replicas
+    )
+    if status == snapshot.status:
+        return 0
+    api.apply_status(snapshot.ref, status)
+    writes = 1
+    for event in _transition_events(snapshot, verdict):
+        api.event(snapshot.ref, event.type, event.reason, event.message)
+        writes += 1
     return writes
 
 
@@ -251,7 +279,7 @@ def _transition_events(snapshot: Snapshot, verdict: Verdict) -> list[Event]:
     return []
 
 
-def _merged(events: list[Event]) -> list[Event]:
+def merged_events(events: list[Event]) -> list[Event]:
     """One event per (type, reason): "created Deployment x; created Service x" is one write."""
     merged: dict[tuple[str, str], list[str]] = {}
     for event in events:

@@ -1,28 +1,25 @@
-"""The running controller: caches fed by kopf's watches, a work queue, worker tasks that run
-reconciles in threads, and a slow periodic resync as a safety net."""
+"""ModelDeployment's controller: snapshots from the caches, the autoscaler's tick, and the
+version prober, on the shared runtime of controller/base.py."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
-from urllib3.exceptions import HTTPError
 
 from ..api.modeldeployment import ModelDeploymentSpec
-from ..kube import KubeApi, load_client_config
-from ..resources.kinds import BY_KIND, CHILDREN
+from ..kube import KubeApi
+from ..resources.kinds import BY_KIND
 from ..resources.scaledobject import MetricsSource
 from ..resources.scheduling import cpu_request_cores
 from ..settings import PrometheusSettings
 from .autoscaler import Autoscaler, Target, client_for
+from .base import CHILD_INDEXES, KindController, only
 from .plan import Snapshot
-from .queue import Key, WorkQueue
+from .queue import Key
 from .reconcile import reconcile
 from .scaling import ScaleState, effective_replicas
 from .status import pod_ready
@@ -30,25 +27,18 @@ from .version import VersionProber
 
 log = logging.getLogger(__name__)
 
-# Names of the kopf indexes (handlers.py) holding each kind's objects by owner key.
+# Name of the kopf index (handlers.py) holding ModelDeployments by (namespace, name).
 MODEL_DEPLOYMENTS = "modeldeployments"
-PODS = "pods"
-CHILD_INDEXES = {child.kind: child.index for child in CHILDREN}
+TRAINING_JOBS = "trainingjobs"
+__all__ = ["CHILD_INDEXES", "CONTROLLER", "Controller"]
 
 
-def _only(values: Iterable[Any] | None) -> Any:
-    for value in values or ():
-        return value
-    return None
+class Controller(KindController):
+    kind = "ModelDeployment"
+    plural = MODEL_DEPLOYMENTS
 
-
-class Controller:
     def __init__(self) -> None:
-        self.queue = WorkQueue(settle=0.5)
-        self._indexes: Mapping[str, Any] = {}
-        self._api: KubeApi | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._executor: ThreadPoolExecutor | None = None
+        super().__init__()
         self._prober: VersionProber | None = None
         self._autoscaler: Autoscaler | None = None
         # Where keda-mode ScaledObjects read metrics: the operator's own Prometheus.
@@ -60,56 +50,62 @@ class Controller:
         # Parsed specs by (key, resourceVersion): a tick must not re-validate 500 specs.
         self._specs: dict[Key, tuple[str, ModelDeploymentSpec | None]] = {}
 
-    async def start(
+    async def start(  # type: ignore[override]
         self,
+        api: KubeApi,
         workers: int,
         resync_seconds: float,
         version_timeout: float,
         prometheus: PrometheusSettings | None = None,
         autoscale_tick: float = 1.0,
     ) -> None:
-        self._api = KubeApi(load_client_config())
+        await super().start(api, workers, resync_seconds)
         self._prober = VersionProber(timeout=version_timeout) if version_timeout > 0 else None
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
-        self._tasks = [asyncio.create_task(self._work()) for _ in range(workers)]
-        self._tasks.append(asyncio.create_task(self._resync(resync_seconds)))
         prometheus = prometheus or PrometheusSettings()
         self._metrics = MetricsSource(
             prometheus.url, prometheus.rate_window, prometheus.insecure_skip_verify
         )
         self._autoscaler = Autoscaler(client_for(prometheus), window=prometheus.rate_window)
-        self._tasks.append(asyncio.create_task(self._autoscale(autoscale_tick)))
+        self.add_task(asyncio.create_task(self._autoscale(autoscale_tick)))
 
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._executor:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-
-    def notify(self, key: Key, indexes: Mapping[str, Any]) -> None:
-        """Called by every watch event: refresh the index view and queue the owner."""
-        self._indexes = indexes
-        self.queue.add(key)
+    def training_job_changed(self, key: Key) -> None:
+        """Queue every ModelDeployment that serves what this TrainingJob exports."""
+        namespace, name = key
+        for md_key in self.keys():
+            body = self.body(md_key)
+            spec = (body or {}).get("spec") or {}
+            if md_key[0] == namespace and spec.get("trainingJobName") == name:
+                self.queue.add(md_key)
 
     def snapshot(self, key: Key) -> Snapshot | None:
         """Copy what the caches hold for one key; runs on the event loop, where kopf writes."""
-        body = _only(self._indexes.get(MODEL_DEPLOYMENTS, {}).get(key))
+        body = self.body(key)
         if body is None:
             return None  # deleted: the garbage collector removes the children
-        children = {}
-        for kind, index in CHILD_INDEXES.items():
-            live = _only(self._indexes.get(index, {}).get(key))
-            if live is not None:
-                children[kind] = live
-        pods = list(self._indexes.get(PODS, {}).get(key) or ())
+        # One object of each kind (named after the ModelDeployment).
+        children = {kind: live[0] for kind, live in self.children(key).items()}
+        job_name = (body.get("spec") or {}).get("trainingJobName")
+        training_job = (
+            only(self._indexes.get(TRAINING_JOBS, {}).get((key[0], job_name)))
+            if isinstance(job_name, str)
+            else None
+        )
         return Snapshot(
             body=body,
             children=children,
-            pods=pods,
+            pods=self.pods(key),
             scale=self.scale.get(key),
             scale_ignored=self._scale_ignored(key, body),
+            training_job=training_job,
         )
+
+    def reconcile(self, snapshot: Any, api: KubeApi) -> float | None:
+        reconcile(snapshot, api, prober=self._prober, metrics=self._metrics)
+        return None
+
+    def forget(self, key: Key) -> None:
+        if self._prober is not None:
+            self._prober.forget(key)  # deleted: nothing left to ask about
 
     def _scale_ignored(self, key: Key, body: dict[str, Any]) -> bool:
         """spec.replicas changed since last seen while the operator autoscales (kubectl scale);
@@ -144,21 +140,22 @@ class Controller:
     def scale_targets(self) -> list[Target]:
         """Every autoscaled ModelDeployment in the caches, as the tick needs it."""
         targets = []
-        bodies = self._indexes.get(MODEL_DEPLOYMENTS, {})
-        for gone in set(self._specs) - set(bodies):
+        keys = self.keys()
+        for gone in set(self._specs) - set(keys):
             self._specs.pop(gone, None)
-        for key in list(bodies):
-            body = _only(bodies.get(key))
+        for key in keys:
+            body = self.body(key)
             if body is None:
                 continue
             spec = self._spec(key, body)
             if spec is None or spec.autoscaling is None or spec.autoscaling.mode == "keda":
                 continue
-            deployment = _only(self._indexes.get(BY_KIND["Deployment"].index, {}).get(key))
+            owner = self.owner_key(key)
+            deployment = only(self._indexes.get(BY_KIND["Deployment"].index, {}).get(owner))
             current = effective_replicas(
                 spec, body.get("status") or {}, deployment, self.scale.get(key)
             )
-            pods = self._indexes.get(PODS, {}).get(key) or ()
+            pods = self.pods(key)
             targets.append(
                 Target(
                     key=key,
@@ -200,46 +197,6 @@ class Controller:
             if before is not state:
                 self.scale[key] = state
                 self.queue.add(key, urgent=state.desired != (before.desired if before else None))
-
-    async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            key = await self.queue.get()
-            try:
-                snapshot = self.snapshot(key)
-                if snapshot is None and self._prober is not None:
-                    self._prober.forget(key)  # deleted: nothing left to ask about
-                elif snapshot is not None and self._api is not None:
-                    await loop.run_in_executor(
-                        self._executor,
-                        functools.partial(
-                            reconcile,
-                            snapshot,
-                            self._api,
-                            prober=self._prober,
-                            metrics=self._metrics,
-                        ),
-                    )
-                self.queue.forget(key)
-            except (ApiException, HTTPError, OSError) as err:
-                delay = self.queue.retry_later(key)
-                log.warning(
-                    "reconcile of %s/%s failed (%s); retrying in %.1fs",
-                    *key,
-                    getattr(err, "reason", err),
-                    delay,
-                )
-            except Exception:
-                delay = self.queue.retry_later(key)
-                log.exception("reconcile of %s/%s crashed; retrying in %.1fs", *key, delay)
-            finally:
-                self.queue.done(key)
-
-    async def _resync(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            for key in list(self._indexes.get(MODEL_DEPLOYMENTS, {})):
-                self.queue.add(key)
 
 
 CONTROLLER = Controller()

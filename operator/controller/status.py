@@ -154,7 +154,7 @@ def _first_problem(pods: list[dict[str, Any]]) -> Problem | None:
     return None
 
 
-def _condition(
+def condition(
     kind: str,
     true: bool | str,
     reason: str,
@@ -208,8 +208,8 @@ def build_status(
         "url": rest_url(ref, spec),
         "grpcUrl": grpc_address(ref),
         "conditions": [
-            _condition("Ready", verdict.ready, verdict.reason, verdict.message, g, old, now),
-            _condition(
+            condition("Ready", verdict.ready, verdict.reason, verdict.message, g, old, now),
+            condition(
                 "Reconciling",
                 reconciling,
                 verdict.reason if reconciling else "Idle",
@@ -218,7 +218,7 @@ def build_status(
                 old,
                 now,
             ),
-            _condition(
+            condition(
                 "Stalled",
                 verdict.stalled,
                 verdict.reason if verdict.stalled else "Idle",
@@ -241,7 +241,7 @@ def build_status(
     if active is not None:
         cond_status, reason, message = active
         status["conditions"].append(
-            _condition(SCALING_ACTIVE, cond_status, reason, message, g, old, now)
+            condition(SCALING_ACTIVE, cond_status, reason, message, g, old, now)
         )
     return status
 
@@ -256,8 +256,8 @@ def invalid_spec_status(
         "observedGeneration": g,
         "selector": selector_string(ref),
         "conditions": [
-            _condition("Ready", False, "InvalidSpec", message, g, old, now),
-            _condition("Reconciling", False, "Idle", "", g, old, now),
-            _condition("Stalled", True, "InvalidSpec", message, g, old, now),
+            condition("Ready", False, "InvalidSpec", message, g, old, now),
+            condition("Reconciling", False, "Idle", "", g, old, now),
+            condition("Stalled", True, "InvalidSpec", message, g, old, now),
         ],
     }

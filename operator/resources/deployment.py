@@ -94,6 +94,8 @@ def build_deployment(
     ref: ModelDeploymentRef, spec: ModelDeploymentSpec, replicas: int | None = None
 ) -> dict[str, Any]:
     """`replicas` is the autoscaler's count when autoscaling is on; spec.replicas otherwise."""
+    if spec.storage_uri is None:  # spec.trainingJobName is resolved to storage before this
+        raise ValueError("spec.storageUri is not resolved")
     container = _server_container(ref, spec)
     storage = model_storage(
         spec.storage_uri,
