@@ -10,9 +10,13 @@
  * are correctly rounded. Anything unusual (an empty or ragged array, an integer beyond int64,
  * a number beyond double) is left in the document for the general parser to handle or refuse.
  *
- * extract(body, min_numbers, keys) -> None | (skeleton: bytes, [(is_int, shape, buffer)])
+ * extract(body, min_numbers, keys, release=False)
+ *     -> None | (skeleton: bytes, [(is_int, shape, buffer)])
  *   min_numbers: smaller arrays stay in the document;
- *   keys: None, or a tuple of bytes: only arrays under these (unescaped) member names.
+ *   keys: None, or a tuple of bytes: only arrays under these (unescaped) member names;
+ *   release: scan the numbers without the GIL (taking it back only to grow a buffer or for
+ *     the rare number strtod must read), so that a big body parsed on a worker thread leaves
+ *     the event loop free. Not worth the hand-overs for a small body parsed inline.
  * None: nothing was extracted, or the body holds the text \u0000, which a placeholder could
  * be confused with.
  *
@@ -47,7 +51,19 @@ typedef struct {
     Py_ssize_t count;
     Py_ssize_t capacity;
     PyObject *values; /* bytearray of `capacity` Numbers: becomes the result without a copy */
+    PyThreadState *released; /* set while the numbers are scanned without the GIL */
 } Parse;
+
+/* Around the few Python calls made while scanning: take the GIL back if it was released. */
+static void hold_gil(Parse *a) {
+    if (a->released)
+        PyEval_RestoreThread(a->released);
+}
+
+static void release_gil(Parse *a) {
+    if (a->released)
+        a->released = PyEval_SaveThread();
+}
 
 /* Result of the parse steps: */
 #define TAKEN 1
@@ -62,14 +78,19 @@ static void skip_ws(Parse *a) {
 
 static int grow(Parse *a) {
     Py_ssize_t capacity = a->capacity ? a->capacity * 2 : 1024;
+    int result = FAILED; /* an exception set on this thread's state outlives the release */
+    hold_gil(a);
     if (a->values == NULL)
         a->values = PyByteArray_FromStringAndSize(NULL, capacity * (Py_ssize_t)sizeof(Number));
     else if (PyByteArray_Resize(a->values, capacity * (Py_ssize_t)sizeof(Number)) < 0)
-        return FAILED;
+        goto done;
     if (a->values == NULL)
-        return FAILED;
+        goto done;
     a->capacity = capacity;
-    return TAKEN;
+    result = TAKEN;
+done:
+    release_gil(a);
+    return result;
 }
 
 static Number *values(const Parse *a) { return (Number *)PyByteArray_AS_STRING(a->values); }
@@ -166,8 +187,11 @@ static int parse_number(Parse *a) {
         value = power < 0 ? value / POW10[-power] : value * POW10[power];
     } else {
         char *stop = NULL;
+        hold_gil(a);
         value = PyOS_string_to_double(digits, &stop, NULL);
-        if (value == -1.0 && PyErr_Occurred())
+        int failed = value == -1.0 && PyErr_Occurred();
+        release_gil(a);
+        if (failed)
             return FAILED;
         if (stop != p || Py_IS_INFINITY(value))
             return LEFT; /* out of double's range: the general parser refuses it */
@@ -294,7 +318,8 @@ static PyObject *extract(PyObject *self, PyObject *args) {
     Py_buffer view;
     Py_ssize_t min_numbers;
     PyObject *keys;
-    if (!PyArg_ParseTuple(args, "y*nO", &view, &min_numbers, &keys))
+    int release = 0;
+    if (!PyArg_ParseTuple(args, "y*nO|p", &view, &min_numbers, &keys, &release))
         return NULL;
     if (keys != Py_None) {
         int ok = PyTuple_Check(keys);
@@ -344,7 +369,13 @@ static PyObject *extract(PyObject *self, PyObject *args) {
                 a.shape[i] = -1;
             a.all_int = 1;
             a.count = 0;
+            if (release)
+                a.released = PyEval_SaveThread();
             int parsed = parse_array(&a, 0);
+            if (a.released) {
+                PyEval_RestoreThread(a.released);
+                a.released = NULL;
+            }
             if (parsed == FAILED)
                 goto done;
             if (parsed == TAKEN && a.count >= min_numbers) {

@@ -5,10 +5,17 @@
 arrays instead of lists: the C extension `_jsonarrays` parses them without creating a Python
 object per number. Without the extension (no C compiler at install time) everything is
 orjson's, which is slower but the same to every caller.
+
+A body of at least `OFF_LOOP_BYTES` is parsed on a worker thread (`parse_off_loop`), with the
+C scanner not holding the GIL while it reads numbers, so that one client's 60 MB body does not
+stall every other connection. Smaller bodies are parsed inline: a thread hand-over would cost
+a small request more than its parse. (orjson itself holds the GIL, so without the extension, or
+for a big body that is not numbers, the thread only moves the wait.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
@@ -22,6 +29,8 @@ except ImportError:  # pragma: no cover - the extension is optional at install t
 
 # Smaller arrays are cheap for orjson and not worth a numpy array each.
 MIN_NUMBERS = 32
+# Bodies this big or bigger are parsed on a worker thread, off the event loop.
+OFF_LOOP_BYTES = 1 << 20
 _PLACEHOLDER = "\x00"
 _FLOAT32 = np.dtype(np.float32)
 
@@ -39,13 +48,33 @@ class Parsed:
     nulls: bool
 
 
-def parse(body: bytes, keys: tuple[bytes, ...] | None = None) -> Parsed:
+def off_loop(body: bytes) -> bool:
+    """Whether `parse_off_loop` hands this body to a worker thread."""
+    return len(body) >= OFF_LOOP_BYTES
+
+
+async def parse_off_loop(body: bytes, keys: tuple[bytes, ...] | None = None) -> Parsed:
+    """`parse`, on a worker thread for a big body (see the module's docstring), else inline."""
+    if not off_loop(body):
+        return parse(body, keys)
+    return await asyncio.to_thread(parse, body, keys, True)
+
+
+async def loads_off_loop(body: bytes) -> Parsed:
+    """orjson.loads (no numpy arrays), on a worker thread for a big body."""
+    if not off_loop(body):
+        return Parsed(orjson.loads(body), True)
+    return Parsed(await asyncio.to_thread(orjson.loads, body), True)
+
+
+def parse(body: bytes, keys: tuple[bytes, ...] | None = None, release: bool = False) -> Parsed:
     """Parse a JSON body; numeric arrays under member names in `keys` (None: any) as numpy.
 
+    release: the C scanner reads numbers without the GIL (for a call on a worker thread).
     Raises orjson.JSONDecodeError with the position in `body` for invalid JSON.
     """
     if _jsonarrays is not None:
-        extracted = _jsonarrays.extract(body, MIN_NUMBERS, keys)
+        extracted = _jsonarrays.extract(body, MIN_NUMBERS, keys, release)
         if extracted is not None:
             skeleton, parts = extracted
             try:

@@ -67,7 +67,7 @@ class TfServingRest:
         if verb not in ("predict", "classify", "regress"):
             raise invalid(f"Unsupported verb {verb!r}: use predict, classify or regress")
         # Only predict takes tensors: classify/regress features stay lists for tf.Example.
-        parsed = _parse_body(request.body, tensors=verb == "predict")
+        parsed = await _parse_body(request.body, tensors=verb == "predict")
         resolved = self.service.resolve(name, version, label)
         if verb == "predict":
             return await self._predict(resolved, parsed.value, parsed.nulls)
@@ -158,10 +158,16 @@ class TfServingRest:
         return _ok({"results": examples.regressions(outputs, len(items))})
 
 
-def _parse_body(body: bytes, tensors: bool) -> json_body.Parsed:
-    """The JSON object; with `tensors`, its big numeric arrays as numpy arrays already."""
+async def _parse_body(body: bytes, tensors: bool) -> json_body.Parsed:
+    """The JSON object; with `tensors`, its big numeric arrays as numpy arrays already.
+
+    A big body is parsed off the event loop (json_body.OFF_LOOP_BYTES).
+    """
     try:
-        parsed = json_body.parse(body) if tensors else json_body.Parsed(orjson.loads(body), True)
+        if tensors:
+            parsed = await json_body.parse_off_loop(body)
+        else:
+            parsed = await json_body.loads_off_loop(body)
     except orjson.JSONDecodeError as exc:
         raise invalid(f"JSON Parse error: {exc.msg} at offset {exc.pos}") from None
     if not isinstance(parsed.value, dict):

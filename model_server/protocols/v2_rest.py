@@ -71,7 +71,7 @@ class V2Rest:
         started = time.perf_counter()
         ok = False
         try:
-            body, binary, nulls = _split_body(request)
+            body, binary, nulls = await _split_body(request)
             resolved = self.service.resolve(name, version)
             params = _parameters(body.get("parameters"), "the request")
             signature = self.service.signature(resolved, params.get("signature_name"))
@@ -122,8 +122,11 @@ class V2Rest:
         )
 
 
-def _split_body(request: Request) -> tuple[dict[str, Any], bytes, bool]:
-    """The JSON part, the binary tensor data after it, and whether the JSON may hold a null."""
+async def _split_body(request: Request) -> tuple[dict[str, Any], bytes, bool]:
+    """The JSON part, the binary tensor data after it, and whether the JSON may hold a null.
+
+    A big JSON part is parsed off the event loop (json_body.OFF_LOOP_BYTES).
+    """
     header = request.headers.get(HEADER_LENGTH)
     raw = request.body
     binary = b""
@@ -138,7 +141,7 @@ def _split_body(request: Request) -> tuple[dict[str, Any], bytes, bool]:
             raise invalid(f"bad {HEADER_LENGTH} header: {header[:40]!r}")
         raw, binary = raw[: int(header)], raw[int(header) :]
     try:
-        parsed = json_body.parse(raw, keys=_TENSOR_KEYS)
+        parsed = await json_body.parse_off_loop(raw, keys=_TENSOR_KEYS)
     except orjson.JSONDecodeError as exc:
         raise invalid(f"JSON parse error: {exc.msg} at offset {exc.pos}") from None
     if not isinstance(parsed.value, dict):
