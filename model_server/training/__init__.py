@@ -1,0 +1,44 @@
+"""`modelship train`: the program a TrainingJob's pods run.
+
+    modelship train --model MODULE:FUNCTION [--epochs N] [--batch-size N] [--steps-per-epoch N]
+                    [--output URI] [--checkpoint-dir DIR] [--termination-log FILE]
+
+The user function (the contract)
+--------------------------------
+`--model pkg.module:function` names a function `function(context: TrainingContext) ->
+TrainingPlan` (both in `modelship_server.training.plan`). The trainer calls it once per task,
+inside `context.strategy.scope()`, so every variable it creates (model, optimizer) is
+distributed. It must:
+
+- build and compile a `tf.keras.Model` (optimizer, loss, metrics) and return it as `model`;
+- return `train`, an UNBATCHED `tf.data.Dataset` of `(features, label)` pairs. The trainer
+  batches it with the global batch size (`--batch-size`, all replicas together; full batches
+  only) and shards it across workers; shuffle inside the function, with a fixed seed so every
+  worker shuffles alike. One epoch is one pass unless `--steps-per-epoch` is given (then the data
+  set repeats);
+- optionally return `validation`, unbatched as well.
+
+`context` carries `strategy`, `global_batch_size`, `epochs`, `num_replicas` and `cluster` (this
+task's role). `modelship_server.training.examples.digits:model` is a complete example.
+
+Strategies, from TF_CONFIG
+--------------------------
+- none (or a one-task cluster): the default strategy, one process;
+- chief and/or workers: MultiWorkerMirroredStrategy, every task trains;
+- with ps: ParameterServerStrategy. Workers and parameter servers run a `tf.distribute.Server`
+  and block until the pod is deleted; the chief coordinates with a small loop of its own (Keras
+  3's fit() does not drive a ClusterCoordinator);
+- an evaluator task exits 0 at once (sidecar evaluation is not supported).
+
+Results
+-------
+The exporting task (the chief, else worker 0, or the single process) serves progress as
+Prometheus text on `$MODELSHIP_POD_IP:$MODELSHIP_METRICS_PORT/metrics` (default 0.0.0.0:9400, 0 =
+off), exports the SavedModel to `<output>/<version>` (version = Unix seconds) and writes the
+termination message `{"exportedModelUri": ..., "progress": {...}}`. Every task keeps
+BackupAndRestore state in `<checkpoint dir>/<task>-<index>`, so a restarted task resumes at the
+last finished epoch.
+
+Exit codes: 0 done, 1 other failure, 2 bad arguments / TF_CONFIG / --model, 138 a peer was lost
+mid-training (restart all tasks; they resume from their checkpoints).
+"""
