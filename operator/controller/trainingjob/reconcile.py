@@ -19,6 +19,7 @@ from ...resources.names import ObjectRef
 from ...resources.trainingjob import names
 from ...resources.trainingjob.children import desired_children
 from ...resources.trainingjob.jobs import job_template_changed
+from ...resources.trainingjob.storage import exported_model_uri
 from ..compare import contains
 from ..plan import INVALID_SPEC, ChildPlan, Event
 from ..reconcile import FORBIDDEN, merged_events, utc_now, write_children
@@ -139,7 +140,9 @@ def _report(
         message = termination_message(pod, names.CONTAINER)
         if message:
             report = from_termination_message(message)
-            return report.progress or progress, report.exported_model_uri or exported
+            if report.exported_model_uri and spec.output is not None:
+                exported = exported_model_uri(spec.output, report.exported_model_uri)
+            return report.progress or progress, exported
     elif judgement.state == "Running" and prober is not None:
         ip = (pod.get("status") or {}).get("podIP")
         if ip and (pod.get("status") or {}).get("phase") == "Running":

@@ -38,8 +38,9 @@ def exporter_role(spec: TrainingJobSpec) -> str:
 
 
 def service_name(ref: ObjectRef) -> str:
-    """The headless Service, and the pods' subdomain."""
-    return ref.name
+    """The headless Service, and the pods' subdomain. Not the TrainingJob's own name: a
+    ModelDeployment of the same name (train "mnist", serve "mnist") owns a Service by that name."""
+    return f"{ref.name}-tf"
 
 
 def job_name(ref: ObjectRef, role: str) -> str:

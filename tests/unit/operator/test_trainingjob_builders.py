@@ -80,7 +80,7 @@ def test_the_chief_exports_else_worker_zero() -> None:
 
 
 def test_pod_address_is_the_indexed_hostname_under_the_service() -> None:
-    assert pod_address(REF, "worker", 7) == "mnist-worker-7.mnist.ml.svc:2222"
+    assert pod_address(REF, "worker", 7) == "mnist-worker-7.mnist-tf.ml.svc:2222"
     assert job_name(REF, "ps") == "mnist-ps"
 
 
@@ -101,9 +101,9 @@ def test_the_longest_allowed_name_gives_dns_label_hostnames() -> None:
 def test_tf_config_lists_chief_workers_and_ps_but_not_the_evaluator() -> None:
     spec = _spec(ALL_ROLES)
     expected_cluster = {
-        "chief": ["mnist-chief-0.mnist.ml.svc:2222"],
-        "worker": [f"mnist-worker-{i}.mnist.ml.svc:2222" for i in range(3)],
-        "ps": [f"mnist-ps-{i}.mnist.ml.svc:2222" for i in range(2)],
+        "chief": ["mnist-chief-0.mnist-tf.ml.svc:2222"],
+        "worker": [f"mnist-worker-{i}.mnist-tf.ml.svc:2222" for i in range(3)],
+        "ps": [f"mnist-ps-{i}.mnist-tf.ml.svc:2222" for i in range(2)],
     }
     for role in ("chief", "worker", "ps", "evaluator"):
         config = _expanded_tf_config(tf_config(REF, spec, role), 1)
@@ -120,7 +120,7 @@ def test_tf_config_task_index_is_the_env_reference_unquoted() -> None:
 def test_tf_config_leaves_out_roles_at_zero() -> None:
     spec = _spec({"chief": {"replicas": 0, "image": IMAGE}, "worker": {"image": IMAGE}})
     config = _expanded_tf_config(tf_config(REF, spec, "worker"), 0)
-    assert config["cluster"] == {"worker": ["mnist-worker-0.mnist.ml.svc:2222"]}
+    assert config["cluster"] == {"worker": ["mnist-worker-0.mnist-tf.ml.svc:2222"]}
 
 
 # --- env ---------------------------------------------------------------------------------------
@@ -255,7 +255,7 @@ def test_each_role_is_an_indexed_job_under_the_service_subdomain() -> None:
         assert body["activeDeadlineSeconds"] == 600
         assert body["suspend"] is False
         assert "ttlSecondsAfterFinished" not in body  # the operator deletes the TrainingJob
-        assert body["template"]["spec"]["subdomain"] == "mnist"
+        assert body["template"]["spec"]["subdomain"] == "mnist-tf"
         ports = {p["name"]: p["containerPort"] for p in _container(job)["ports"]}
         assert ports == {"tf": 2222, "metrics": 9400}
 
@@ -407,7 +407,7 @@ def test_labels_and_owner_on_every_child_and_pod() -> None:
 
 def test_headless_service_publishes_pods_before_they_are_ready() -> None:
     service = build_service(REF)
-    assert service["metadata"]["name"] == "mnist"
+    assert service["metadata"]["name"] == "mnist-tf"
     assert service["spec"] == {
         "clusterIP": "None",
         "publishNotReadyAddresses": True,
@@ -419,7 +419,7 @@ def test_headless_service_publishes_pods_before_they_are_ready() -> None:
 def test_desired_children_service_first_then_jobs_in_role_order() -> None:
     kinds = [(c["kind"], c["metadata"]["name"]) for c in desired_children(REF, _spec(ALL_ROLES))]
     assert kinds == [
-        ("Service", "mnist"),
+        ("Service", "mnist-tf"),
         ("Job", "mnist-chief"),
         ("Job", "mnist-worker"),
         ("Job", "mnist-ps"),
