@@ -30,6 +30,7 @@ from .spec import (
     container_env,
     expand_argv,
     map_argv,
+    map_env,
     mounts,
     termination_path,
     tmp_folder,
@@ -369,6 +370,7 @@ class PodWorker(threading.Thread):
             env = container_env(
                 spec, facts, home=self.pod_dir, tmp_dir=tmp_folder(table), lookup=self._lookup
             )
+            env = map_env(env, table)
         except ConfigError as err:
             self._note(f"cannot configure {run.name}: {err}")
             run.mark_waiting("CreateContainerConfigError", str(err))

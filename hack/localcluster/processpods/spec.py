@@ -74,6 +74,12 @@ def map_arg(arg: str, table: Sequence[Mount]) -> str:
     return _local_value(arg, table)
 
 
+def map_env(env: Mapping[str, str], table: Sequence[Mount]) -> dict[str, str]:
+    """Values naming a mount path (`/mnt/x`, `file:///mnt/x`) point into the mount's folder, as
+    arguments do: a program reads its paths from either."""
+    return {name: _local_value(value, table) for name, value in env.items()}
+
+
 def map_argv(argv: Sequence[str], table: Sequence[Mount]) -> list[str]:
     """The program (a path of this machine) stays; its arguments are mapped."""
     return [argv[0], *(map_arg(arg, table) for arg in argv[1:])]
