@@ -139,16 +139,26 @@ def _refresh_all(indexes: dict[str, Any]) -> None:
         controller.refresh(indexes)
 
 
+def unobserved(body: kopf.Body) -> bool:
+    """A new object or a spec change the operator has not acted on yet."""
+    observed = (body.get("status") or {}).get("observedGeneration")
+    return bool(observed != body.get("metadata", {}).get("generation"))
+
+
 @kopf.on.event(GROUP, VERSION, "modeldeployments")
-async def modeldeployment_changed(namespace: str | None, name: str, **kwargs: Any) -> None:
+async def modeldeployment_changed(
+    namespace: str | None, name: str, body: kopf.Body, **kwargs: Any
+) -> None:
     _refresh_all(kwargs)
-    CONTROLLER.notify((namespace or "", name), kwargs)
+    CONTROLLER.notify((namespace or "", name), kwargs, urgent=unobserved(body))
 
 
 @kopf.on.event(GROUP, VERSION, TRAINING_JOBS)
-async def trainingjob_changed(namespace: str | None, name: str, **kwargs: Any) -> None:
+async def trainingjob_changed(
+    namespace: str | None, name: str, body: kopf.Body, **kwargs: Any
+) -> None:
     _refresh_all(kwargs)
-    TRAINING_JOB_CONTROLLER.notify((namespace or "", name), kwargs)
+    TRAINING_JOB_CONTROLLER.notify((namespace or "", name), kwargs, urgent=unobserved(body))
     CONTROLLER.training_job_changed((namespace or "", name))
 
 

@@ -51,10 +51,11 @@ class KindController:
 
     # ---- the caches ---------------------------------------------------------------------------
 
-    def notify(self, key: Key, indexes: Mapping[str, Any]) -> None:
-        """Called by every watch event: refresh the index view and queue the object."""
+    def notify(self, key: Key, indexes: Mapping[str, Any], *, urgent: bool = False) -> None:
+        """Called by every watch event: refresh the index view and queue the object. `urgent`
+        skips the settle delay (a spec not yet acted on: nothing to coalesce with)."""
         self._indexes = indexes
-        self.queue.add(key)
+        self.queue.add(key, urgent=urgent)
 
     def refresh(self, indexes: Mapping[str, Any]) -> None:
         self._indexes = indexes
