@@ -64,7 +64,10 @@ def train(args: argparse.Namespace, log: Path | None) -> int:
     folder = checkpoints.task_folder(
         checkpoints.checkpoint_root(args.checkpoint_dir, os.environ), cluster
     )
-    resumed = checkpoints.saved_epoch(folder)
+    if cluster.mode is Mode.MULTI_WORKER:
+        resumed = checkpoints.agree(strategy, folder)
+    else:
+        resumed = checkpoints.saved_epoch(folder)
     if resumed:
         print(f"checkpoint in {folder}: epoch {resumed} done", flush=True)
     callbacks = [
