@@ -68,6 +68,20 @@ Quantity = Annotated[
 ]
 # Map-level, since CEL cannot read a map of untyped values: GPUs are set with gpu.count.
 _NO_GPU_KEY: JsonDict = {"maxProperties": 16, "not": {"required": [GPU_RESOURCE]}}
+# No CEL message either, so the `not` above says only "must not validate the schema (not)".
+# An enum's error lists its values: this one (which the quantity pattern refuses as a value)
+# says what to do instead, on the key's own path:
+#   spec.server.resources.limits.nvidia.com/gpu: Unsupported value: 1: supported values:
+#   "none: set GPUs with spec.gpu.count (in a TrainingJob: replicaSpecs.<role>.gpu.count)"
+# A one-branch anyOf on the object holding the maps, since the maps' own anyOf is pydantic's
+# Optional (and the CRD schema keeps no allOf).
+GPU_RESOURCE_HINT = (
+    "none: set GPUs with spec.gpu.count (in a TrainingJob: replicaSpecs.<role>.gpu.count)"
+)
+_GPU_KEY_HINT: JsonDict = {"properties": {GPU_RESOURCE: {"enum": [GPU_RESOURCE_HINT]}}}
+_GPU_HINTS: JsonDict = {
+    "anyOf": [{"properties": {"requests": _GPU_KEY_HINT, "limits": _GPU_KEY_HINT}}]
+}
 
 # CEL raw strings keep the regular expressions' backslashes as they are.
 _QUALIFIED_KEYS_RULE = f"self.all(k, size(k) <= 316 && k.matches(r'{QUALIFIED_NAME}'))"
@@ -98,6 +112,8 @@ def validations(*rules: JsonDict) -> JsonDict:
 
 class ResourceRequirements(ApiModel):
     """Compute resources, as in a container's `resources`."""
+
+    model_config = ConfigDict(json_schema_extra=_GPU_HINTS)
 
     requests: dict[str, Quantity] | None = Field(
         default=None,

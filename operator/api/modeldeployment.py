@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import ConfigDict, Field
 
@@ -250,7 +250,16 @@ class Batching(ApiModel):
     )
 
 
-CPU_UTILIZATION_ABSENT: JsonDict = {"not": {"enum": ["cpuUtilization"]}}
+# Not a plain `not: {enum: [cpuUtilization]}`: the apiserver reports the branch of anyOf that
+# came closest, and an enum's error lists its values, so the last one says what to do:
+#   spec.autoscaling.metric: Unsupported value: "cpuUtilization": supported values: ...,
+#   "cpuUtilization (only with spec.server.resources.requests.cpu set)"
+# (and when the other branch came closest: spec.server.resources.requests.cpu: Required value).
+CPU_UTILIZATION_HINT = "cpuUtilization (only with spec.server.resources.requests.cpu set)"
+CPU_UTILIZATION_ABSENT: JsonDict = {
+    "enum": [m for m in get_args(AutoscalingMetric) if m != "cpuUtilization"]
+    + [CPU_UTILIZATION_HINT]
+}
 CPU_REQUEST: JsonDict = {
     "resources": {"required": ["requests"], "properties": {"requests": {"required": ["cpu"]}}}
 }
