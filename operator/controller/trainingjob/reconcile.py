@@ -230,6 +230,12 @@ def _finished(
     previous = snapshot.status
     done = write_children(cleanup_plan(snapshot, spec), api)
     status = dict(previous)
+    # The Job controller may mark a Job failed (FailureTarget) or succeeded (SuccessCriteriaMet)
+    # before it has counted its last pods: the counts follow the Jobs to their final values, and
+    # a role whose Job is gone (cleanPodPolicy) keeps what was last seen.
+    counts = {**(previous.get("replicaStatuses") or {}), **replica_statuses(snapshot.jobs)}
+    if counts:
+        status["replicaStatuses"] = counts
     if previous.get("observedGeneration") != ref.generation:
         status["observedGeneration"] = ref.generation
         status["conditions"] = [

@@ -1,0 +1,371 @@
+"""The TrainingJob operator on the real control plane: its headless Service and Indexed Jobs, the
+real Job controller's pods, and a status driven by what those pods really did.
+
+Pods whose outcome matters run on a process node of this module's own, as real processes of a
+small program (processpods_fakeapp.py) that exits with the code its arguments give, or keeps
+running. Pods whose outcome does not matter land on kwok's fake nodes, where a Job's pod runs
+and then completes with exit code 0."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kube_helpers import apply, condition, get, new_namespace, operator_writes, wait_for
+from modelship_localcluster.cluster import LocalCluster
+
+HERE = Path(__file__).resolve().parent
+PROCESS_LABEL = "node.modelship.dev/runs-processes"
+FAKE_REPO = "example.test/trainer"
+FAKE_IMAGE = f"{FAKE_REPO}:1"  # a real process on the process node
+KWOK_IMAGE = "example.test/kwok-trainer:1"  # a kwok pod: runs, then completes
+OWNER_LABEL = "modelship.dev/trainingjob"
+ROLE_LABEL = "modelship.dev/replica-type"
+INDEX_ENV = "MODELSHIP_TASK_INDEX"
+FAILED_TWICE = {"worker": {"active": 0, "succeeded": 0, "failed": 2}}
+INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+
+
+# ---- the process node --------------------------------------------------------------------------
+
+
+class ProcessNode:
+    """The process-pods kubelet as its own process, for this module's node, with the test image
+    mapped to processpods_fakeapp.py."""
+
+    def __init__(self, cluster: LocalCluster, node: str, root: Path) -> None:
+        self.node = node
+        self.logs = root / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        program = root / "trainer"
+        program.write_text(
+            f'#!/bin/sh\nexec "{sys.executable}" "{HERE / "processpods_fakeapp.py"}" "$@"\n'
+        )
+        program.chmod(0o755)
+        self.argv = [
+            sys.executable,
+            "-m",
+            "modelship_localcluster.processpods",
+            f"--kubeconfig={cluster.kubeconfig}",
+            f"--node={node}",
+            f"--workdir={root / 'work'}",
+            f"--logs={self.logs}",
+            f"--extra-image={FAKE_REPO}={program}",
+            "--backoff-base=1",
+            "--backoff-cap=2",
+            # Loopback addresses are machine-wide: a slice other clusters rarely use.
+            f"--pod-cidr=127.77.{random.randrange(100, 250)}.0/24",
+        ]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.logs / "processpods.log"
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def process_node(
+    operator: LocalCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ProcessNode]:
+    name = f"process-tj-{uuid.uuid4().hex[:6]}"
+    capacity = {"cpu": "16", "memory": "64Gi", "pods": "110"}
+    operator.request(
+        "POST",
+        "/api/v1/nodes",
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": {"kubernetes.io/hostname": name, PROCESS_LABEL: "true"},
+            },
+            "spec": {"taints": [{"key": PROCESS_LABEL, "value": "true", "effect": "NoSchedule"}]},
+            "status": {"capacity": capacity, "allocatable": dict(capacity)},
+        },
+    )
+    component = ProcessNode(operator, name, tmp_path_factory.mktemp("processpods-tj"))
+    component.start()
+    yield component
+    if component.process is not None and component.process.poll() is None:
+        assert component.stop() == 0, component.log.read_text()[-3000:]
+    operator.kubectl("delete", "node", name, "--wait=false", check=False)
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+
+def kwok_role(replicas: int = 1, **extra: Any) -> dict[str, Any]:
+    return {"replicas": replicas, "image": KWOK_IMAGE, **extra}
+
+
+def process_role(node: ProcessNode, args: list[str], replicas: int = 1, **extra: Any) -> dict:
+    """A role whose pods run processpods_fakeapp.py with `args` on the process node: `--exit N`
+    exits N at once, no arguments keeps running until SIGTERM."""
+    return {
+        "replicas": replicas,
+        "image": FAKE_IMAGE,
+        "args": args,
+        "nodeSelector": {PROCESS_LABEL: "true", "kubernetes.io/hostname": node.node},
+        "tolerations": [{"key": PROCESS_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
+        **extra,
+    }
+
+
+def training_job(name: str, roles: dict[str, Any], **run_policy: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "modelship.dev/v1alpha1",
+        "kind": "TrainingJob",
+        "metadata": {"name": name},
+        "spec": {"replicaSpecs": roles, "runPolicy": run_policy},
+    }
+
+
+def tj(cluster: LocalCluster, ns: str, name: str) -> dict[str, Any] | None:
+    found: dict[str, Any] | None = get(cluster, ns, "trainingjob", name)
+    return found
+
+
+def wait_state(
+    cluster: LocalCluster, ns: str, name: str, state: str, timeout: float = 60
+) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        found = tj(cluster, ns, name)
+        return found if found and (found.get("status") or {}).get("state") == state else None
+
+    try:
+        return wait_for(f"TrainingJob {name} {state}", reached, timeout)
+    except AssertionError as err:
+        jobs = get(cluster, ns, "jobs")
+        summary = {j["metadata"]["name"]: j.get("status") for j in (jobs or {}).get("items", [])}
+        raise AssertionError(f"{err}\nnow: {tj(cluster, ns, name)}\njobs: {summary}") from None
+
+
+def role_pods(cluster: LocalCluster, ns: str, name: str, role: str) -> list[dict[str, Any]]:
+    pods = get(cluster, ns, "pods", "-l", f"{OWNER_LABEL}={name},{ROLE_LABEL}={role}")
+    return sorted(pods["items"], key=lambda p: p["metadata"]["creationTimestamp"])
+
+
+def env_of(template: dict[str, Any]) -> list[dict[str, Any]]:
+    (container,) = template["spec"]["containers"]
+    return list(container["env"])
+
+
+def tf_config_of(template: dict[str, Any], index: int) -> dict[str, Any]:
+    """TF_CONFIG as the container sees it: Kubernetes expands $(MODELSHIP_TASK_INDEX) from the
+    variable defined before it."""
+    env = env_of(template)
+    names = [e["name"] for e in env]
+    assert names.index(INDEX_ENV) < names.index("TF_CONFIG"), names
+    value = next(e["value"] for e in env if e["name"] == "TF_CONFIG")
+    assert f"$({INDEX_ENV})" in value
+    parsed: dict[str, Any] = json.loads(value.replace(f"$({INDEX_ENV})", str(index)))
+    return parsed
+
+
+def events(cluster: LocalCluster, ns: str, kind: str) -> list[dict[str, Any]]:
+    out = cluster.kubectl(
+        "get", "events", "-n", ns, "--field-selector", f"involvedObject.kind={kind}", "-o", "json"
+    ).stdout
+    return list(json.loads(out)["items"])
+
+
+@pytest.fixture
+def ns(operator: LocalCluster) -> Iterator[str]:
+    name = new_namespace(operator, "tj")
+    yield name
+    operator.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# ---- objects -----------------------------------------------------------------------------------
+
+
+def test_roles_become_indexed_jobs_with_tf_config(operator: LocalCluster, ns: str) -> None:
+    roles = {
+        "chief": kwok_role(1),
+        "worker": kwok_role(2),
+        "ps": kwok_role(1),
+        "evaluator": kwok_role(1),
+    }
+    apply(operator, ns, training_job("mnist", roles, cleanPodPolicy="None"))
+    body = wait_for("the TrainingJob's Jobs", lambda: len(get(operator, ns, "jobs")["items"]) == 4)
+    assert body
+    owner = tj(operator, ns, "mnist")
+    assert owner is not None
+    uid = owner["metadata"]["uid"]
+    labels = {
+        "app.kubernetes.io/managed-by": "modelship",
+        OWNER_LABEL: "mnist",
+        "app.kubernetes.io/name": "modelship-training",
+        "app.kubernetes.io/instance": "mnist",
+    }
+
+    def owned(obj: dict[str, Any]) -> None:
+        (ref,) = obj["metadata"]["ownerReferences"]
+        assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == (
+            "TrainingJob",
+            "mnist",
+            uid,
+            True,
+        )
+        assert labels.items() <= obj["metadata"]["labels"].items()
+
+    # Not "mnist": a ModelDeployment serving the export may own that Service name.
+    svc = get(operator, ns, "service", "mnist-tf")
+    owned(svc)
+    assert svc["spec"]["clusterIP"] == "None"
+    assert svc["spec"]["publishNotReadyAddresses"] is True
+    assert svc["spec"]["selector"] == {OWNER_LABEL: "mnist"}
+    assert [(p["name"], p["port"]) for p in svc["spec"]["ports"]] == [("tf", 2222)]
+
+    def address(role: str, i: int) -> str:
+        return f"mnist-{role}-{i}.mnist-tf.{ns}.svc:2222"
+
+    cluster = {
+        "chief": [address("chief", 0)],
+        "worker": [address("worker", 0), address("worker", 1)],
+        "ps": [address("ps", 0)],
+    }
+    counts = {"chief": 1, "worker": 2, "ps": 1, "evaluator": 1}
+    for role, count in counts.items():
+        job = get(operator, ns, "job", f"mnist-{role}")
+        owned(job)
+        spec = job["spec"]
+        assert spec["completionMode"] == "Indexed"
+        assert spec["completions"] == spec["parallelism"] == count
+        assert "successPolicy" not in spec  # the chief's completion is the job's
+        template = spec["template"]
+        assert template["spec"]["subdomain"] == "mnist-tf"
+        assert (labels | {ROLE_LABEL: role}).items() <= template["metadata"]["labels"].items()
+        (container,) = template["spec"]["containers"]
+        assert container["name"] == "tensorflow"
+        assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+            "tf": 2222,
+            "metrics": 9400,
+        }
+        env = env_of(template)
+        assert env[0] == {
+            "name": INDEX_ENV,
+            "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": INDEX_FIELD}},
+        }
+        assert env[1]["name"] == "TF_CONFIG"
+        for index in range(count):
+            config = tf_config_of(template, index)
+            assert config == {"cluster": cluster, "task": {"type": role, "index": index}}
+
+    # The Job controller made every pod, named for TF_CONFIG's addresses.
+    def all_pods() -> list[dict[str, Any]] | None:
+        pods = get(operator, ns, "pods", "-l", f"{OWNER_LABEL}=mnist")["items"]
+        return pods if len(pods) >= 5 else None
+
+    pods = wait_for("5 training pods", all_pods)
+    hosts = sorted(
+        f"{p['spec']['hostname']}.{p['spec']['subdomain']}:{p['metadata']['labels'][ROLE_LABEL]}"
+        for p in pods
+    )
+    assert hosts == sorted(
+        f"mnist-{role}-{i}.mnist-tf:{role}" for role, count in counts.items() for i in range(count)
+    )
+    # kwok completes every pod of a Job: with a chief, the chief's Job decides.
+    done = wait_state(operator, ns, "mnist", "Succeeded")
+    assert condition(done, "Ready")["status"] == "True"
+
+
+def test_worker_only_job_succeeds_from_worker_zero(
+    operator: LocalCluster, ns: str, process_node: ProcessNode
+) -> None:
+    apply(
+        operator,
+        ns,
+        training_job("solo", {"worker": process_role(process_node, ["--exit", "0"])}),
+    )
+    job = wait_for("the worker Job", lambda: get(operator, ns, "job", "solo-worker"))
+    assert job["spec"]["successPolicy"] == {"rules": [{"succeededIndexes": "0"}]}
+    done = wait_state(operator, ns, "solo", "Succeeded", timeout=90)
+    status = done["status"]
+    assert condition(done, "Ready")["status"] == "True"
+    assert condition(done, "Stalled")["status"] == "False"
+    assert condition(done, "Reconciling")["status"] == "False"
+    assert status["completionTime"] >= status["startTime"]
+    assert status["observedGeneration"] == done["metadata"]["generation"]
+    assert status["replicaStatuses"] == {"worker": {"active": 0, "succeeded": 1, "failed": 0}}
+    (pod,) = role_pods(operator, ns, "solo", "worker")
+    assert pod["spec"]["nodeName"] == process_node.node
+    (state,) = pod["status"]["containerStatuses"]
+    assert state["state"]["terminated"]["exitCode"] == 0
+    assert "Succeeded" in {e["reason"] for e in events(operator, ns, "TrainingJob")}
+
+    # At rest: a finished job gets no more writes (status, events, children).
+    time.sleep(2)
+    before = len(operator_writes(operator, ns))
+    time.sleep(6)
+    after = operator_writes(operator, ns)
+    assert len(after) == before, [
+        (w["verb"], w["objectRef"].get("resource"), w["objectRef"].get("subresource"))
+        for w in after[before:]
+    ]
+
+
+def test_failures_follow_backoff_and_exit_codes(
+    operator: LocalCluster, ns: str, process_node: ProcessNode
+) -> None:
+    """Three jobs at once: exit 1 under Never with backoffLimit 1 (two pods, then Failed); exit 3
+    under ExitCode (not retryable: Failed after one pod); exit 138 under ExitCode (retryable:
+    two pods with backoffLimit 1)."""
+    never = process_role(process_node, ["--exit", "1"])
+    permanent = process_role(process_node, ["--exit", "3"], restartPolicy="ExitCode")
+    retried = process_role(process_node, ["--exit", "138"], restartPolicy="ExitCode")
+    for name, role in (("never", never), ("permanent", permanent), ("retried", retried)):
+        apply(operator, ns, training_job(name, {"worker": role}, backoffLimit=1))
+
+    failed = wait_state(operator, ns, "permanent", "Failed", timeout=60)
+    stalled = condition(failed, "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "PodFailurePolicy"), stalled
+    assert condition(failed, "Ready")["status"] == "False"
+    assert failed["status"]["completionTime"]
+    assert len(role_pods(operator, ns, "permanent", "worker")) == 1
+
+    for name in ("never", "retried"):
+        failed = wait_state(operator, ns, name, "Failed", timeout=90)
+        stalled = condition(failed, "Stalled")
+        assert (stalled["status"], stalled["reason"]) == ("True", "BackoffLimitExceeded"), name
+        assert condition(failed, "Ready")["status"] == "False"
+        assert condition(failed, "Reconciling")["status"] == "False"
+        pods = role_pods(operator, ns, name, "worker")
+        assert len(pods) == 2, name  # the first try and one retry
+        for pod in pods:
+            (state,) = pod["status"]["containerStatuses"]
+            assert state["state"]["terminated"]["exitCode"] == (1 if name == "never" else 138)
+        # The final counts, as the Job has them once it has failed.
+        job = get(operator, ns, "job", f"{name}-worker")
+        assert (job["status"].get("failed"), job["status"].get("active", 0)) == (2, 0)
+        try:
+            wait_for(
+                f"{name}'s failed pods counted",
+                lambda n=name: tj(operator, ns, n)["status"]["replicaStatuses"] == FAILED_TWICE,
+                timeout=10,
+            )
+        except AssertionError:
+            status = tj(operator, ns, name)["status"]
+            raise AssertionError(f"{status}, job: {job['status']}") from None
+    warnings = {e["reason"] for e in events(operator, ns, "TrainingJob") if e["type"] == "Warning"}
+    assert {"PodFailurePolicy", "BackoffLimitExceeded"} <= warnings
