@@ -270,3 +270,28 @@ def test_a_bad_model_exits_2_with_its_reason(tmp_path: Path, tasks: list[Task]) 
     )
     assert proc.returncode == 2
     assert "cannot import no_such_module" in log.read_text()
+
+
+def test_parameter_server_training_is_coordinated_by_the_chief(
+    tmp_path: Path, tasks: list[Task]
+) -> None:
+    """Chief, one worker and one parameter server: the worker and the ps serve until they are
+    stopped (their pods are deleted when the chief's Job succeeds); the chief trains and
+    exports."""
+    ports = {role: free_port() for role in ("chief", "worker", "ps")}
+    cluster = {role: [f"127.0.0.1:{port}"] for role, port in ports.items()}
+    output = tmp_path / "out"
+    args = ("--epochs=4", "--steps-per-epoch=20", f"--output=file://{output}")
+    args += (f"--checkpoint-dir={tmp_path / 'ck'}",)
+    started: dict[str, Task] = {}
+    for role in ("ps", "worker", "chief"):
+        config = json.dumps({"cluster": cluster, "task": {"type": role, "index": 0}})
+        started[role] = start(tasks, tmp_path, role, *args, tf_config=config)
+    chief = started["chief"]
+    assert chief.wait() == 0, chief.output()[-3000:]
+    assert "ParameterServerStrategy" in chief.output()
+    for role in ("worker", "ps"):
+        assert started[role].proc.poll() is None, f"{role} stopped: {started[role].output()}"
+    (version,) = versions(output)
+    assert chief.message()["exportedModelUri"] == f"file://{version}"
+    assert held_out_accuracy(version) >= 0.85
