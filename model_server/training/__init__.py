@@ -23,11 +23,15 @@ task's role). `modelship_server.training.examples.digits:model` is a complete ex
 
 Strategies, from TF_CONFIG
 --------------------------
-- none (or a one-task cluster): the default strategy, one process;
-- chief and/or workers: MultiWorkerMirroredStrategy, every task trains;
+- none (or a one-task cluster): the default strategy, one process, Keras `fit()` (validation
+  data included);
+- chief and/or workers: MultiWorkerMirroredStrategy, every task trains in lockstep;
 - with ps: ParameterServerStrategy. Workers and parameter servers run a `tf.distribute.Server`
-  and block until the pod is deleted; the chief coordinates with a small loop of its own (Keras
-  3's fit() does not drive a ClusterCoordinator);
+  and block until the pod is deleted; the chief coordinates with a ClusterCoordinator.
+  Both distributed modes train in `loop.py`'s loop, not `fit()`: Keras 3's fit() fails under
+  MultiWorkerMirroredStrategy and does not drive a coordinator. The loop reports the loss and
+  the compiled metrics given by name that are functions of (labels, predictions), such as
+  "accuracy"; it ignores `validation`;
 - an evaluator task exits 0 at once (sidecar evaluation is not supported).
 
 Results
@@ -37,7 +41,8 @@ Prometheus text on `$MODELSHIP_POD_IP:$MODELSHIP_METRICS_PORT/metrics` (default 
 off), exports the SavedModel to `<output>/<version>` (version = Unix seconds) and writes the
 termination message `{"exportedModelUri": ..., "progress": {...}}`. Every task keeps
 BackupAndRestore state in `<checkpoint dir>/<task>-<index>`, so a restarted task resumes at the
-last finished epoch.
+last finished epoch; MultiWorkerMirroredStrategy workers first agree on one epoch (the lowest any
+of them saved) so they run the same steps.
 
 Exit codes: 0 done, 1 other failure, 2 bad arguments / TF_CONFIG / --model, 138 a peer was lost
 mid-training (restart all tasks; they resume from their checkpoints).
