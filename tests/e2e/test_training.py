@@ -113,7 +113,7 @@ def _train_killing_a_worker(cluster: LocalCluster, ns: str, timeout: float = 240
             not watched.killed
             and state == "Running"
             and progress.get("epoch", 0) >= 1
-            and progress.get("step", 0) < progress.get("totalSteps", 0) // 2
+            and progress.get("step", 0) < progress.get("totalSteps", 0) * 6 // 10
         ):
             victim = _pod(cluster, ns, "worker", 1)
             watched.killed = {
