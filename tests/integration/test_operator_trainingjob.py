@@ -355,6 +355,11 @@ def test_failures_follow_backoff_and_exit_codes(
         for pod in pods:
             (state,) = pod["status"]["containerStatuses"]
             assert state["state"]["terminated"]["exitCode"] == (1 if name == "never" else 138)
+        # It started when its first pod did, though no look caught a pod running; the Job
+        # controller waits at least 10 s before the retry.
+        (first,) = pods[0]["status"]["containerStatuses"]
+        assert failed["status"]["startTime"] == first["state"]["terminated"]["startedAt"]
+        assert failed["status"]["startTime"] < failed["status"]["completionTime"]
         # The final counts, as the Job has them once it has failed.
         job = get(operator, ns, "job", f"{name}-worker")
         assert (job["status"].get("failed"), job["status"].get("active", 0)) == (2, 0)
@@ -465,10 +470,11 @@ def test_clean_pod_policy_deletes_what_runs_then_writes_nothing(
     assert get(operator, ns, "service", "all-tf") is not None
     assert get(operator, ns, "trainingjob", "all")["status"]["state"] == "Succeeded"
 
-    # At rest: the operator writes nothing more for finished, cleaned-up jobs.
+    # At rest: the operator writes nothing more for finished, cleaned-up jobs, including in the
+    # periodic resync (every 15 s here).
     time.sleep(2)
     before = len(operator_writes(operator, ns))
-    time.sleep(6)
+    time.sleep(16)
     after = operator_writes(operator, ns)
     assert len(after) == before, [
         (w["verb"], w["objectRef"].get("resource"), w["objectRef"].get("name"))

@@ -28,6 +28,7 @@ from .state import (
     TERMINAL,
     Judgement,
     exporter_pod,
+    first_started,
     job_condition,
     judge,
     replica_statuses,
@@ -208,6 +209,7 @@ def reconcile_training(
         replica_statuses=replica_statuses(snapshot.jobs),
         progress=progress,
         exported_model_uri=exported,
+        started_at=first_started(snapshot.pods),
     )
     events += _transition_events(previous.get("state"), judgement)
     _write(api, ref, snapshot, status, events)

@@ -111,3 +111,17 @@ def termination_message(pod: dict[str, Any], container: str) -> str | None:
             if ended.get("exitCode") == 0 and ended.get("message"):
                 return str(ended["message"])
     return None
+
+
+def first_started(pods: list[dict[str, Any]]) -> str | None:
+    """When the earliest container of these pods started, running or since ended: a task that
+    ran and exited between two looks was never seen Running, but it did run."""
+    starts = []
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or ():
+            for key in ("state", "lastState"):
+                for phase in ("running", "terminated"):
+                    started = ((status.get(key) or {}).get(phase) or {}).get("startedAt")
+                    if started:
+                        starts.append(str(started))
+    return min(starts) if starts else None

@@ -52,7 +52,10 @@ def build_status(
     replica_statuses: dict[str, dict[str, int]],
     progress: dict[str, Any] | None,
     exported_model_uri: str | None,
+    started_at: str | None = None,
 ) -> dict[str, Any]:
+    """`started_at`: when the first container started, if known (else the first look that
+    found the job running or finished)."""
     status: dict[str, Any] = {
         "observedGeneration": ref.generation,
         "state": judgement.state,
@@ -61,7 +64,7 @@ def build_status(
     }
     start = previous.get("startTime")
     if start is None and judgement.state in ("Running", "Succeeded", "Failed"):
-        start = now
+        start = started_at or now
     if start:
         status["startTime"] = start
     if judgement.state in ("Succeeded", "Failed"):
