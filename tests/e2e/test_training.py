@@ -186,7 +186,7 @@ def test_distributed_training_shows_progress_survives_a_killed_worker_and_serves
     # by a poll), and not the whole run.
     assert killed["epoch"] <= resumed[-1] < epochs, (resumed, killed)
     steps_per_epoch = status["progress"]["totalSteps"] // epochs
-    after_kill = [p["step"] for t, _, p in watched.seen if t > killed["at"] and p.get("step")]
+    after_kill = [p["step"] for t, _, p in watched.seen if t > killed["at"] and "step" in p]
     assert min(after_kill) >= killed["epoch"] * steps_per_epoch, (killed, summary)
 
     # The export: a version under the job's output, in the final status with the last progress.

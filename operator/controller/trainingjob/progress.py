@@ -100,7 +100,8 @@ def http_get_text(url: str, timeout: float) -> str:
 
 
 class ProgressProber:
-    """Asks a running exporter for its progress; an unreachable one leaves progress as it was."""
+    """Asks a running exporter for its progress; an unreachable one, or one that has counted
+    nothing yet, leaves progress as it was."""
 
     def __init__(self, fetch: Fetch = http_get_text, timeout: float = 1.0) -> None:
         self._fetch = fetch
@@ -110,6 +111,11 @@ class ProgressProber:
         host = f"[{pod_ip}]" if ":" in pod_ip else pod_ip
         try:
             text = self._fetch(f"http://{host}:{port}/metrics", self._timeout)
-            return from_metrics_text(text)
+            progress = from_metrics_text(text)
         except (OSError, ValueError):
             return None
+        # A trainer serves its gauges before it counts: a restarted exporter reads 0 of 0 steps
+        # until it has restored its checkpoint, and would show a resumed job back at step 0.
+        if not progress.get("step") and not progress.get("totalSteps"):
+            return None
+        return progress

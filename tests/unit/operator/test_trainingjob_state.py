@@ -154,3 +154,20 @@ def test_an_unreachable_exporter_gives_no_progress() -> None:
 
     assert ProgressProber(fetch=answer).read("fd00::1", 9400) == {"step": 5}
     assert seen == ["http://[fd00::1]:9400/metrics"]
+
+
+def test_an_exporter_that_counted_nothing_yet_leaves_progress_as_it_was() -> None:
+    # A restarted chief serves its gauges at 0 before it restores its checkpoint.
+    def zeros(url: str, timeout: float) -> str:
+        return "modelship_training_step 0\nmodelship_training_total_steps 0\n"
+
+    assert ProgressProber(fetch=zeros).read("127.0.0.9", 9400) is None
+
+    def started(url: str, timeout: float) -> str:
+        return "modelship_training_step 0\nmodelship_training_total_steps 1000\n"
+
+    assert ProgressProber(fetch=started).read("127.0.0.9", 9400) == {
+        "step": 0,
+        "totalSteps": 1000,
+        "percent": 0,
+    }
