@@ -272,18 +272,28 @@ def terminated(pod: dict[str, Any]) -> dict[str, Any]:
 
 
 def finished(
-    cluster: LocalCluster, process_node: ProcessNode, namespace: str, name: str, timeout: float
+    cluster: LocalCluster,
+    process_node: ProcessNode,
+    namespace: str,
+    name: str,
+    *,
+    expect: str,
+    timeout: float,
 ) -> dict[str, Any]:
+    """The Job's final condition, which must be `expect`; otherwise the pods' logs say why."""
     try:
-        return wait_for(
+        done: dict[str, Any] = wait_for(
             f"job {name} to finish", lambda: job_condition(cluster, namespace, name), timeout
         )
-    except AssertionError:
+    except AssertionError as err:
+        done = {"type": "(none)", "error": str(err)}
+    if done["type"] != expect:
         logs = {
             p["metadata"]["name"]: process_node.container_log(namespace, p["metadata"]["name"])
             for p in job_pods(cluster, namespace, name)
         }
-        raise AssertionError(f"{logs}\n{process_node.log.read_text()[-3000:]}") from None
+        raise AssertionError(f"job {name}: {done}\n{logs}\n{process_node.log.read_text()[-3000:]}")
+    return done
 
 
 # ---- tests -----------------------------------------------------------------------------------
@@ -293,15 +303,14 @@ def test_indexed_job_pods_reach_each_other_by_name_on_one_port(
     cluster: LocalCluster, namespace: str, node: str, process_node: ProcessNode
 ) -> None:
     headless_service(cluster, namespace, "pair")
-    env = [
+    env: list[dict[str, Any]] = [
         # $(VAR) expands the index read from the annotation just before it.
         {"name": "ME", "value": "pair-$(MODELSHIP_TASK_INDEX)"},
         {"name": "JOB", "value": "pair"},
         {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     ]
     indexed_job(cluster, namespace, node, "pair", ["peer"], env=env)
-    done = finished(cluster, process_node, namespace, "pair", timeout=120)
-    assert done["type"] == "Complete", done
+    finished(cluster, process_node, namespace, "pair", expect="Complete", timeout=120)
     pods = job_pods(cluster, namespace, "pair")
     assert sorted(p["spec"]["hostname"] for p in pods) == ["pair-0", "pair-1"]
     addresses = set()
@@ -338,16 +347,15 @@ def test_exit_codes_count_for_the_job_as_a_kubelet_reports_them(
         env=[{"name": "STATE", "value": "/state"}],
         volumes=empty_dir,
     )
-    failed = finished(cluster, process_node, namespace, "fails", timeout=90)
-    assert (failed["type"], failed["reason"]) == ("Failed", "BackoffLimitExceeded"), failed
+    failed = finished(cluster, process_node, namespace, "fails", expect="Failed", timeout=90)
+    assert failed["reason"] == "BackoffLimitExceeded", failed
     (pod,) = job_pods(cluster, namespace, "fails")
     assert pod["status"]["phase"] == "Failed"
     state = terminated(pod)
     assert (state["exitCode"], state["reason"]) == (3, "Error")
 
     # OnFailure: restarted in place after exit 3, then done.
-    done = finished(cluster, process_node, namespace, "flaky", timeout=90)
-    assert done["type"] == "Complete", done
+    finished(cluster, process_node, namespace, "flaky", expect="Complete", timeout=90)
     (pod,) = job_pods(cluster, namespace, "flaky")
     assert pod["status"]["phase"] == "Succeeded"
     (status,) = pod["status"]["containerStatuses"]
@@ -377,7 +385,6 @@ def test_tensorflow_workers_all_reduce_across_pods(
         ["tf"],
         env=[{"name": "TF_CONFIG", "value": tf_config}],
     )
-    done = finished(cluster, process_node, namespace, "tj-worker", timeout=240)
-    assert done["type"] == "Complete", done
+    finished(cluster, process_node, namespace, "tj-worker", expect="Complete", timeout=240)
     for pod in job_pods(cluster, namespace, "tj-worker"):
         assert "sum 3\n" in process_node.container_log(namespace, pod["metadata"]["name"])

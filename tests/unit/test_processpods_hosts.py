@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from modelship_localcluster.processpods import bindshim
 from modelship_localcluster.processpods.hosts import HostsFile, PodName, pod_name, render
-from modelship_localcluster.processpods.sandbox import Sandbox, mount_problem
+from modelship_localcluster.processpods.sandbox import Sandbox, mount_prefix, mount_problem
 
 BASE = "127.0.0.1\tlocalhost\n"
 
@@ -157,3 +157,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv") or not shutil.which("unshare"),
+    reason="needs root to drop to another user",
+)
+def test_without_root_the_mount_is_refused_with_a_reason(tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text(BASE)
+    unshare = shutil.which("unshare")
+    assert unshare is not None
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    problem = mount_problem([*as_nobody, *mount_prefix(unshare)], hosts)
+    assert problem is not None
+    assert "not permitted" in problem.lower()
+    assert mount_problem(mount_prefix(unshare), hosts) is None

@@ -7,8 +7,9 @@ so this node keeps one hosts file with such a line for each of its running pods 
 container sees it at /etc/hosts (see sandbox.py).
 
 Every running pod with both fields gets its names, Service or not: this node sees only its own
-pods, the names resolve to loopback addresses of this machine anyway, and watching Services
-would only add lag between a pod starting and its peers finding it. Pods that have finished
+pods, and the Service's endpoints cannot say which pods it selects here, since the API refuses
+loopback addresses in an EndpointSlice. Watching Services would only add lag between a pod
+starting and its peers finding it. Pods that have finished
 (Succeeded/Failed) are left out as they are out of a headless Service's endpoints; when two
 pods claim one name (a Job's replacement pod next to the failed one it replaces), the newer wins.
 """

@@ -482,7 +482,13 @@ class PodWorker(threading.Thread):
             except (image_map.ImageNotFoundError, image_map.ProgramNotFoundError, ConfigError):
                 return 127
             argv = map_argv(expand_argv(argv, env), table)
-            return run_command(argv, env, str(self.pod_dir), timeout)
+            # Run like the container itself: same /etc/hosts, same listening address.
+            return run_command(
+                self.rt.sandbox.command(argv),
+                self.rt.sandbox.environment(env, pod_ip),
+                str(self.pod_dir),
+                timeout,
+            )
 
         return ProbeTarget(host=pod_ip, ports=container_ports(spec), run_exec=run_exec)
 
