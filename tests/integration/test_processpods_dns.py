@@ -91,6 +91,7 @@ class ProcessNode:
     """The process-pods component as its own process, serving one test node."""
 
     def __init__(self, cluster: LocalCluster, node: str, root: Path) -> None:
+        self.root = root
         self.logs = root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         program = root / "peers.py"
@@ -328,6 +329,10 @@ def test_indexed_job_pods_reach_each_other_by_name_on_one_port(
         assert f"answered {other}\n" in log, log
         addresses.add(pod["status"]["podIP"])
     assert len(addresses) == 2
+    # Finished pods are out of the Service's endpoints: their names are gone again.
+    hosts = process_node.root / "work" / "hosts"
+    wait_for("the finished pods' names to go", lambda: "pair-0." not in hosts.read_text())
+    assert f"pair-1.pair.{namespace}.svc" not in hosts.read_text()
 
 
 def test_exit_codes_count_for_the_job_as_a_kubelet_reports_them(
