@@ -79,16 +79,19 @@ class ProgressCallback(tf.keras.callbacks.Callback):  # type: ignore[misc]  # TF
         self.epochs = epochs
         self.metrics = metrics
         self._epoch = 0
+        self._started = False
         self._lock = threading.Lock()
         progress.total_steps = steps_per_epoch * epochs
+        self._publish()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch = epoch
-        if self.progress.step < epoch * self.steps_per_epoch:  # a resumed run
+        if epoch and not self._started:  # the first epoch of a resumed run
             self.progress.step = epoch * self.steps_per_epoch
             self.progress.epoch = epoch
             print(f"resuming at epoch {epoch}, step {self.progress.step}", flush=True)
             self._publish()
+        self._started = True
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.progress.step = self._epoch * self.steps_per_epoch + batch + 1

@@ -55,12 +55,6 @@ def train(args: argparse.Namespace, log: Path | None) -> int:
     if plan.validation is not None:
         validation = plan.validation.batch(args.batch_size)
 
-    metrics = None
-    if cluster.exporter and args.metrics_port:
-        metrics = ProgressMetrics()
-        metrics.serve(args.metrics_host, args.metrics_port)
-        print(f"progress on http://{args.metrics_host}:{args.metrics_port}/metrics", flush=True)
-    progress = Progress()
     folder = checkpoints.task_folder(
         checkpoints.checkpoint_root(args.checkpoint_dir, os.environ), cluster
     )
@@ -70,10 +64,16 @@ def train(args: argparse.Namespace, log: Path | None) -> int:
         resumed = checkpoints.saved_epoch(folder)
     if resumed:
         print(f"checkpoint in {folder}: epoch {resumed} done", flush=True)
+    # The first scrape already shows the restored position and the planned total, not 0 of 0.
+    progress = Progress(step=resumed * steps, epoch=resumed)
+    metrics = ProgressMetrics() if cluster.exporter and args.metrics_port else None
     callbacks = [
         checkpoints.callback(folder),
         ProgressCallback(progress, steps, args.epochs, metrics),
     ]
+    if metrics is not None:
+        metrics.serve(args.metrics_host, args.metrics_port)
+        print(f"progress on http://{args.metrics_host}:{args.metrics_port}/metrics", flush=True)
     fit(
         cluster,
         strategy,

@@ -42,3 +42,13 @@ def test_a_resumed_run_starts_at_its_restored_epoch() -> None:
     callback.on_train_batch_end(0, {"loss": float("nan")})
     assert progress.step == 31
     assert progress.loss is None  # not a number: not reported
+
+
+def test_the_first_scrape_shows_the_restored_position_and_the_plan() -> None:
+    """Before the first step (a resumed run restoring its checkpoint), not 0 of 0."""
+    metrics = ProgressMetrics()
+    ProgressCallback(Progress(step=30, epoch=3), steps_per_epoch=10, epochs=5, metrics=metrics)
+    seen = samples(metrics)
+    assert seen[("modelship_training_step", "")] == 30
+    assert seen[("modelship_training_epoch", "")] == 3
+    assert seen[("modelship_training_total_steps", "")] == 50
