@@ -86,6 +86,10 @@ def judge(
         problem = pod_problem(pod)
         if problem is not None:
             return Judgement("Pending", problem.reason, problem.message)
+    if any((p.get("status") or {}).get("phase") == "Succeeded" for p in pods):
+        # The Job controller marks a Job Complete a moment after its last pod ends: the job is
+        # finishing, not back to waiting for pods.
+        return Judgement("Running", "Running", "pods finished; waiting for the Jobs to complete")
     return Judgement("Pending", "Pending", "waiting for pods to start")
 
 

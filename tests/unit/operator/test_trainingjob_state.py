@@ -63,6 +63,14 @@ def test_success_comes_from_the_exporter_only() -> None:
     assert judge(worker_only, [], "worker", suspended=False).state == "Succeeded"
 
 
+def test_finished_pods_before_the_job_completes_stay_running() -> None:
+    # The chief's pod has exited 0 but its Job has not been marked Complete yet.
+    jobs = {"chief": _job("chief"), "worker": _job("worker", succeeded=2)}
+    pods = [_pod("chief", "0", "Succeeded"), _pod("worker", "0", "Succeeded")]
+    assert judge(jobs, pods, "chief", suspended=False).state == "Running"
+    assert judge(jobs, [], "chief", suspended=False).state == "Pending"
+
+
 def test_pending_suspended_and_the_pod_problem_named() -> None:
     jobs = {"worker": _job("worker", active=1)}
     assert judge(jobs, [], "worker", suspended=True).state == "Suspended"
