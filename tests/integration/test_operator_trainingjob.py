@@ -312,7 +312,11 @@ def test_worker_only_job_succeeds_from_worker_zero(
     assert pod["spec"]["nodeName"] == process_node.node
     (state,) = pod["status"]["containerStatuses"]
     assert state["state"]["terminated"]["exitCode"] == 0
-    assert "Succeeded" in {e["reason"] for e in events(operator, ns, "TrainingJob")}
+    reasons = {e["reason"] for e in events(operator, ns, "TrainingJob")}
+    assert "Succeeded" in reasons
+    # cleanPodPolicy Running deletes only Jobs still running: this one finished.
+    assert "CleanedUp" not in reasons
+    assert condition(get(operator, ns, "job", "solo-worker"), "Complete")["status"] == "True"
 
     # At rest: a finished job gets no more writes (status, events, children).
     time.sleep(2)
@@ -398,8 +402,19 @@ def test_suspend_holds_pods_and_the_deadline_fails_the_job(
     assert job["spec"]["activeDeadlineSeconds"] == 3
     started = job["status"]["startTime"]
     assert failed["status"]["completionTime"] >= started
-    # The Job controller stops a job past its deadline: its running pod goes.
+    # The Job controller stops a job past its deadline: its running pod goes. The failed Job
+    # itself stays (cleanPodPolicy Running deletes only Jobs still running), with its record.
     wait_for("the late pod to go", lambda: not role_pods(operator, ns, "late", "worker"), 30)
+    job = wait_for(
+        "the late Job Failed",
+        lambda: (
+            (j := get(operator, ns, "job", "late-worker"))
+            and condition(j, "Failed").get("status") == "True"
+            and j
+        ),
+    )
+    assert condition(job, "Failed")["reason"] == "DeadlineExceeded"
+    assert not [e for e in events(operator, ns, "TrainingJob") if e["reason"] == "CleanedUp"]
 
     apply(operator, ns, training_job("held", {"worker": forever}, suspend=False))
     running = wait_state(operator, ns, "held", "Running", timeout=30)
@@ -408,6 +423,21 @@ def test_suspend_holds_pods_and_the_deadline_fails_the_job(
     (pod,) = role_pods(operator, ns, "held", "worker")
     assert pod["status"]["phase"] == "Running"
     assert pod["spec"]["nodeName"] == process_node.node
+    counts = {"worker": {"active": 1, "succeeded": 0, "failed": 0}}
+    wait_for(
+        "the running pod counted",
+        lambda: tj(operator, ns, "held")["status"]["replicaStatuses"] == counts,
+    )
+    # While it runs the operator asks the exporter for progress every few seconds; this one
+    # reports none, so nothing changes and nothing is written.
+    time.sleep(1)
+    before = len(operator_writes(operator, ns))
+    time.sleep(5)
+    after = operator_writes(operator, ns)
+    assert len(after) == before, [
+        (w["verb"], w["objectRef"].get("resource"), w["objectRef"].get("name"))
+        for w in after[before:]
+    ]
 
 
 @pytest.mark.xfail(

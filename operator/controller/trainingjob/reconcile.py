@@ -117,7 +117,9 @@ def cleanup_plan(snapshot: TrainingSnapshot, spec: TrainingJobSpec) -> ChildPlan
         job = snapshot.jobs.get(role)
         if job is None or policy == "None":
             continue
-        finished = job_condition(job, "Complete", "Failed")
+        # FailureTarget and SuccessCriteriaMet come first, while the Job controller still
+        # terminates the pods; such a Job has ended too and is not to be cleaned up.
+        finished = job_condition(job, "Complete", "Failed", "FailureTarget", "SuccessCriteriaMet")
         if policy == "All" or not finished:
             message = f"deleted Job {job['metadata']['name']} (cleanPodPolicy {policy})"
             plan.delete.append((job, Event("Normal", "CleanedUp", message)))
