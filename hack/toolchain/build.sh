@@ -3,7 +3,9 @@
 # sites) into a cache outside the repository, keyed by version:
 #   $MODELSHIP_CACHE/bin/<version-key>/{etcd,kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,kwok,helm}
 #   …plus versitygw and fake-gcs-server, the S3 / GCS API servers the storage tests run against,
-#   and Prometheus (with Kubernetes discovery, which Debian's package lacks).
+#   and Prometheus (with Kubernetes discovery, which Debian's package lacks), and two small mains of
+#   ours under hack/toolchain/ for GitOps checks: kstatus (sigs.k8s.io/cli-utils) and argo-health
+#   (gopher-lua, Argo CD's Lua VM).
 # It also copies CRDs of other projects out of their Go modules (source only, nothing is built):
 #   $MODELSHIP_CACHE/crds/<name>-<version>/*.yaml   (KEDA, prometheus-operator)
 # A tool whose binary is already cached is skipped, so a warm run does nothing.
@@ -98,6 +100,27 @@ go_install fake-gcs-server "$FAKE_GCS_SERVER_VERSION" github.com/fsouza/fake-gcs
 # Only the discovery the local cluster uses (kubernetes; file and http are always in): a shorter build.
 GOFLAGS="$GOFLAGS -tags=remove_all_sd,enable_kubernetes_sd" \
   go_install prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/prometheus
+# go_main NAME VERSION MODULE: a small Go main of ours (hack/toolchain/NAME/main.go) built against
+# MODULE@VERSION in a scratch module. The cached binary is keyed by the version and the source's
+# hash, so editing main.go rebuilds it.
+go_main() {
+  local name=$1 v=$2 module=$3 src="$here/$1/main.go" key dir
+  key="$v-$(sha256sum "$src" | cut -c1-12)"
+  if ! have "$name" "$key"; then
+    log "building $name against $module $v"
+    dir="$cache/src/$name-$key"
+    rm -rf "$dir" && mkdir -p "$dir"
+    cp "$src" "$dir/main.go"
+    printf 'module modelship.dev/toolchain/%s\n\ngo 1.22\n\nrequire %s %s\n' "$name" "$module" "$v" >"$dir/go.mod"
+    (cd "$dir" && go mod tidy >/dev/null && go build -trimpath -ldflags "-s -w" -o "$bindir/$name-$key" .)
+  fi
+  link "$name" "$key"
+}
+
+# kstatus: the status library of kpt and Flux, to check what GitOps tools see of our objects.
+go_main kstatus "$CLI_UTILS_VERSION" sigs.k8s.io/cli-utils
+# argo-health: Argo CD's Lua VM (gopher-lua), to run the health scripts in docs/argocd/.
+go_main argo-health "$GOPHER_LUA_VERSION" github.com/yuin/gopher-lua
 # fetch_crds NAME MODULE VERSION FILE...: copy CRD files of a Go module into $cache/crds/NAME-VERSION.
 fetch_crds() {
   local name=$1 module=$2 v=$3 dest f dir missing=()
