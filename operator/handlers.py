@@ -5,7 +5,11 @@ kube.py."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import logging
+import os
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -14,7 +18,8 @@ from .api.crds import GROUP, VERSION
 from .controller.base import KindController
 from .controller.runtime import CONTROLLER, TRAINING_JOBS
 from .controller.trainingjob.controller import TRAINING_JOB_CONTROLLER
-from .kube import KubeApi, load_client_config
+from .kube import load_client_config
+from .leader import LEADER, FencedKubeApi, LeaderElector, LeaseClient, make_identity
 from .resources.kinds import CHILDREN, ChildKind
 from .resources.names import MANAGED_BY, OWNER_LABEL
 from .resources.trainingjob.names import OWNER_LABEL as TRAINING_OWNER_LABEL
@@ -33,6 +38,22 @@ POD_OWNER_LABELS = {
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 PODS = ChildKind("Pod", "", "v1", "pods")  # watched for status, never written
 
+# Who this process is, in the Lease and in the user agent of every request it sends.
+IDENTITY = make_identity()
+USER_AGENT = f"modelship-operator/{IDENTITY}"
+# How long a leader handing over waits for its in-flight writes before it releases the Lease.
+DRAIN_SECONDS = 1.0
+
+
+@dataclass
+class Election:
+    api: FencedKubeApi | None = None
+    elector: LeaderElector | None = None
+    task: asyncio.Task[None] | None = None
+
+
+ELECTION = Election()
+
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -45,22 +66,68 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
             else (child.version, child.plural)
         )
         settings.watching.label_selectors[key] = f"app.kubernetes.io/managed-by={MANAGED_BY}"
-    api = KubeApi(load_client_config())
-    await TRAINING_JOB_CONTROLLER.start(api, SETTINGS.workers, SETTINGS.resync_seconds)
-    await CONTROLLER.start(
-        api,
-        SETTINGS.workers,
-        SETTINGS.resync_seconds,
-        SETTINGS.version_timeout,
-        SETTINGS.prometheus,
-        SETTINGS.autoscale_tick_seconds,
+    api_client = load_client_config()
+    api_client.user_agent = USER_AGENT  # the audit log tells which process wrote
+    api = FencedKubeApi(api_client)
+    ELECTION.api = api
+
+    async def start_controllers() -> None:
+        await TRAINING_JOB_CONTROLLER.start(api, SETTINGS.workers, SETTINGS.resync_seconds)
+        await CONTROLLER.start(
+            api,
+            SETTINGS.workers,
+            SETTINGS.resync_seconds,
+            SETTINGS.version_timeout,
+            SETTINGS.prometheus,
+            SETTINGS.autoscale_tick_seconds,
+        )
+        # A new leader looks at everything its warm caches hold, not only at what changes.
+        for controller in CONTROLLERS.values():
+            known = controller.keys()
+            for key in known:
+                controller.queue.add(key)
+
+    if not SETTINGS.leader_elect:
+        LEADER.set(1)  # the only operator: it writes
+        await start_controllers()
+        return
+    # Its own connection pool: a renewal never waits behind reconciles.
+    lease_client = load_client_config()
+    lease_client.user_agent = USER_AGENT
+    elector = LeaderElector(
+        LeaseClient(lease_client, SETTINGS.leader_election_namespace, SETTINGS.leader_election_id),
+        IDENTITY,
+        on_started=start_controllers,
+        on_lost=_lost_leadership,
     )
+    ELECTION.elector = elector
+    ELECTION.task = asyncio.create_task(elector.run())
+
+
+def _lost_leadership() -> None:
+    """client-go's answer to a lost Lease: stop at once (writes in flight die with the
+    process); the pod restarts as a standby."""
+    if ELECTION.api is not None:
+        ELECTION.api.close()
+    logging.shutdown()
+    os._exit(1)
 
 
 @kopf.on.cleanup()
 async def shutdown(**_: Any) -> None:
+    """Stop writing, let the last requests land, then release the Lease: a standby takes over
+    at its next read (about a second) instead of after the lease expires."""
+    if ELECTION.api is not None:
+        ELECTION.api.close()
     for controller in CONTROLLERS.values():
         await controller.stop()
+    if ELECTION.api is not None:
+        await asyncio.to_thread(ELECTION.api.wait_idle, DRAIN_SECONDS)
+    if ELECTION.elector is not None:
+        await ELECTION.elector.release()
+    if ELECTION.task is not None:
+        ELECTION.task.cancel()
+        await asyncio.gather(ELECTION.task, return_exceptions=True)
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:

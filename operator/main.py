@@ -95,6 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=SETTINGS.autoscale_tick_seconds,
         help="how often every autoscaled ModelDeployment is read and decided",
     )
+    election = parser.add_argument_group("leader election (several replicas, one writes)")
+    election.add_argument(
+        "--leader-elect",
+        action="store_true",
+        default=SETTINGS.leader_elect,
+        help="write only while holding a coordination.k8s.io/v1 Lease; standbys keep their "
+        "caches warm and take over when the leader goes",
+    )
+    election.add_argument(
+        "--leader-election-namespace",
+        default=SETTINGS.leader_election_namespace,
+        help="namespace of the Lease (default: $POD_NAMESPACE, else default)",
+    )
+    election.add_argument(
+        "--leader-election-id",
+        default=SETTINGS.leader_election_id,
+        help="name of the Lease",
+    )
     parser.add_argument("--verbose", action="store_true")
     return parser
 
@@ -116,6 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     SETTINGS.workers = args.workers
     SETTINGS.resync_seconds = args.resync_seconds
     SETTINGS.version_timeout = args.model_version_timeout
+    SETTINGS.leader_elect = args.leader_elect
+    SETTINGS.leader_election_namespace = args.leader_election_namespace
+    SETTINGS.leader_election_id = args.leader_election_id
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)

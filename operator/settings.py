@@ -41,6 +41,10 @@ class Settings:
     # One autoscaler tick: every autoscaled ModelDeployment is read and decided at once.
     autoscale_tick_seconds: float = float(os.environ.get("MODELSHIP_AUTOSCALE_TICK_SECONDS", "1"))
     prometheus: PrometheusSettings = field(default_factory=PrometheusSettings)
+    # Leader election (leader.py): off for a single operator, on in the chart's replicas.
+    leader_elect: bool = _env("MODELSHIP_LEADER_ELECT") == "true"
+    leader_election_namespace: str = _env("POD_NAMESPACE", "default")
+    leader_election_id: str = "modelship-operator"
 
 
 SETTINGS = Settings()
