@@ -34,7 +34,7 @@ def helm(
 
 def install_chart(cluster: LocalCluster, chart: Path) -> None:
     """The chart's RBAC and ServiceAccount; its operator Deployment scaled to zero, since the
-    operator process on the host takes its place."""
+    operator process on the host takes its place. The CRDs come from crds/ (`install_crds`)."""
     helm(
         cluster,
         "upgrade",
@@ -43,9 +43,8 @@ def install_chart(cluster: LocalCluster, chart: Path) -> None:
         str(chart),
         f"--namespace={OPERATOR_NAMESPACE}",
         "--create-namespace",
-        "--skip-crds",
         "--set",
-        "replicas=0",
+        "replicas=0,crds.install=false",
         "--wait",
     )
 

@@ -52,6 +52,13 @@ def test_chart_renders_rbac_deployment_and_crds() -> None:
         "CustomResourceDefinition",
         "CustomResourceDefinition",
         "Deployment",
+        "PodDisruptionBudget",
+        "Role",
+        "Role",
+        "Role",
+        "RoleBinding",
+        "RoleBinding",
+        "RoleBinding",
         "ServiceAccount",
     ]
     deployment = next(d for d in docs if d["kind"] == "Deployment")
@@ -61,6 +68,77 @@ def test_chart_renders_rbac_deployment_and_crds() -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
     assert binding["subjects"][0]["namespace"] == "ops"
+    for crd in (d for d in docs if d["kind"] == "CustomResourceDefinition"):
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+
+
+def test_crds_are_templates_that_can_be_left_out() -> None:
+    """Templates (upgraded by `helm upgrade`), not files in crds/ (installed once, never again);
+    crds.install=false leaves them to kubectl or GitOps."""
+    assert not (CHART / "crds").exists()
+    off = _helm("template", "ms", str(CHART), KUBE_VERSION, "--set", "crds.install=false")
+    assert off.returncode == 0, off.stderr
+    assert "CustomResourceDefinition" not in off.stdout
+    on = _helm("template", "ms", str(CHART), KUBE_VERSION)
+    crds = [
+        d for d in yaml.safe_load_all(on.stdout) if d and d["kind"] == "CustomResourceDefinition"
+    ]
+    # The same CRDs as crds/, the generator's one source, apart from Helm's labels and policy.
+    for crd in crds:
+        plain = yaml.safe_load(
+            (CHART.parents[1] / "crds" / f"{crd['metadata']['name']}.yaml").read_text()
+        )
+        assert crd["spec"] == plain["spec"]
+        assert plain["metadata"]["labels"].items() <= crd["metadata"]["labels"].items()
+
+
+def _render(*values: str) -> list[dict[str, Any]]:
+    args = [a for v in values for a in ("--set", v)]
+    result = _helm("template", "ms", str(CHART), "--namespace=ops", KUBE_VERSION, *args)
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def test_two_replicas_elect_a_leader_spread_over_nodes_under_a_pdb() -> None:
+    docs = _render()
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert "--leader-elect" in container["args"]
+    assert "--leader-election-namespace=$(POD_NAMESPACE)" in container["args"]
+    env = {e["name"]: e.get("valueFrom") for e in container["env"]}
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= pod_labels.items()
+    pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    role = next(d for d in docs if d["kind"] == "Role")
+    assert role["metadata"]["namespace"] == "ops"
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "update", "patch"],
+        }
+    ]
+    binding = next(d for d in docs if d["kind"] == "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+
+
+def test_one_replica_without_leader_election_is_recreated() -> None:
+    docs = _render("leaderElection.enabled=false,replicas=1,spreadReplicasAcrossNodes=false")
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert "affinity" not in pod
+    assert not any(a.startswith("--leader") for a in pod["containers"][0]["args"])
+    assert "Role" not in {d["kind"] for d in docs}
 
 
 def test_prometheus_address_and_secrets_reach_the_operator() -> None:
@@ -186,7 +264,16 @@ def test_recording_rules_cover_every_builtin_metric_kind() -> None:
 @pytest.mark.parametrize(
     ("setting", "field"),
     [
-        ("replicas=2", "replicas"),
+        ("replicas=11", "replicas"),
+        ("leaderElection.enabled=false", "replicas"),  # 2 replicas would both write
+        ("crds.install=yes", "install"),
+        ("podDisruptionBudget.minAvailable=-1", "minAvailable"),
+        ("watchNamespaces={Team_A}", "watchNamespaces"),
+        ("resources.requests.gpu=1", "gpu"),
+        ("tolerations[0].effect=Sometimes", "effect"),
+        ("networkPolicy.apiServer.cidrs={10.0.0.1}", "cidrs"),
+        ("monitoring.alerts.p99LatencyMs=0", "p99LatencyMs"),
+        ("monitoring.grafanaDashboard.folder=x", "folder"),
         ("workers=0", "workers"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("metrics.port=70000", "port"),
