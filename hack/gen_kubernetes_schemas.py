@@ -26,6 +26,7 @@ PREFIX = "#/components/schemas/"
 WANTED = {
     "Affinity": "io.k8s.api.core.v1.Affinity",
     "EnvVarSource": "io.k8s.api.core.v1.EnvVarSource",
+    "LabelSelector": "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector",
 }
 QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
 # What a CRD schema accepts of the published extensions; patch strategies and unions go.

@@ -243,7 +243,7 @@ class Toleration(ApiModel):
 
 
 # Fields whose schema is generated from Kubernetes' OpenAPI (hack/gen_kubernetes_schemas.py).
-KUBERNETES_TYPED_FIELDS = ("affinity", "valueFrom")
+KUBERNETES_TYPED_FIELDS = ("affinity", "valueFrom", "namespaceSelector", "podSelector")
 # Kubernetes' own schema (generated), with exactly one source as Kubernetes requires.
 EnvVarSource = Annotated[
     dict[str, Any],
@@ -252,6 +252,8 @@ EnvVarSource = Annotated[
 ]
 # Kubernetes' own schema (generated): a typo such as `nodeAfinity` is refused at admission.
 Affinity = Annotated[dict[str, Any], WithJsonSchema(KUBERNETES["Affinity"])]
+# Kubernetes' own schema (generated): matchLabels and matchExpressions, as in a NetworkPolicy.
+LabelSelector = Annotated[dict[str, Any], WithJsonSchema(KUBERNETES["LabelSelector"])]
 
 
 class EnvVar(ApiModel):

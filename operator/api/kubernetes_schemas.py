@@ -765,4 +765,42 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "LabelSelector": {
+        "description": "A label selector is a label query over a set of resources.",
+        "type": "object",
+        "properties": {
+            "matchExpressions": {
+                "description": "matchExpressions is a list of label selector requirements.",
+                "type": "array",
+                "items": {
+                    "description": "A label selector requirement is a selector that contains values, a key, and an operator that relates the key and values.",
+                    "type": "object",
+                    "required": ["key", "operator"],
+                    "properties": {
+                        "key": {
+                            "description": "key is the label key that the selector applies to.",
+                            "type": "string",
+                        },
+                        "operator": {
+                            "description": "operator represents a key's relationship to a set of values.",
+                            "type": "string",
+                        },
+                        "values": {
+                            "description": "values is an array of string values.",
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "x-kubernetes-list-type": "atomic",
+                        },
+                    },
+                },
+                "x-kubernetes-list-type": "atomic",
+            },
+            "matchLabels": {
+                "description": "matchLabels is a map of {key,value} pairs.",
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+            },
+        },
+        "x-kubernetes-map-type": "atomic",
+    },
 }

@@ -16,6 +16,7 @@ from .common import (
     Condition,
     EnvVar,
     JsonDict,
+    LabelSelector,
     ResourceRequirements,
     Scheduling,
     cel,
@@ -250,6 +251,60 @@ class Batching(ApiModel):
     )
 
 
+PROMETHEUS_LABELS: JsonDict = {"app.kubernetes.io/name": "prometheus"}
+SELECTOR_EXAMPLE = {"matchLabels": {"kubernetes.io/metadata.name": "team-a"}}
+
+
+class NetworkPeer(ApiModel):
+    """Pods allowed in, as a Kubernetes NetworkPolicyPeer without ipBlock."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.namespaceSelector) || has(self.podSelector)",
+                "set namespaceSelector, podSelector or both",
+            )
+        )
+    )
+
+    namespace_selector: LabelSelector | None = Field(
+        default=None,
+        description="Namespaces whose pods may connect ({} : every namespace). Alone: every "
+        "pod of those namespaces; with podSelector: the matching pods of those namespaces.",
+        examples=[SELECTOR_EXAMPLE],
+    )
+    pod_selector: LabelSelector | None = Field(
+        default=None,
+        description="Pods that may connect; without namespaceSelector, in this namespace only.",
+        examples=[{"matchLabels": {"app": "frontend"}}],
+    )
+
+
+def default_prometheus_peer() -> NetworkPeer:
+    return NetworkPeer(namespace_selector={}, pod_selector={"matchLabels": PROMETHEUS_LABELS})
+
+
+class NetworkPolicy(ApiModel):
+    """A NetworkPolicy (same name) admitting ingress to the model-server pods only from the
+    listed peers, plus Prometheus; egress is not restricted (the storage fetch needs it)."""
+
+    allow_from: list[NetworkPeer] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Peers that may reach the REST and gRPC ports. Empty: none but Prometheus.",
+        json_schema_extra={"default": [], "x-kubernetes-list-type": "atomic"},
+    )
+    prometheus: NetworkPeer = Field(
+        default_factory=default_prometheus_peer,
+        description="Who may scrape /metrics. The server serves it on the REST port, so these "
+        "pods reach that port. Default: pods labelled app.kubernetes.io/name=prometheus in "
+        "any namespace.",
+        json_schema_extra={
+            "default": {"namespaceSelector": {}, "podSelector": {"matchLabels": PROMETHEUS_LABELS}}
+        },
+    )
+
+
 # Not a plain `not: {enum: [cpuUtilization]}`: the apiserver reports the branch of anyOf that
 # came closest, and an enum's error lists its values, so the last one says what to do:
 #   spec.autoscaling.metric: Unsupported value: "cpuUtilization": supported values: ...,
@@ -358,6 +413,11 @@ class ModelDeploymentSpec(Scheduling):
         default=None, description="Autoscaling; when set, it owns replicas."
     )
     batching: Batching | None = Field(default=None, description="Dynamic batching.")
+    network_policy: NetworkPolicy | None = Field(
+        default=None,
+        description="When set, a NetworkPolicy lets only these peers and Prometheus reach the "
+        "pods; removing it deletes the NetworkPolicy. Needs a CNI that enforces them.",
+    )
 
 
 class AutoscalingStatus(ApiModel):

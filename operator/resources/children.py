@@ -9,6 +9,7 @@ from .batching import build_batching_config
 from .deployment import build_deployment
 from .kinds import CHILDREN
 from .names import ModelDeploymentRef
+from .networkpolicy import build_network_policy
 from .scaledobject import MetricsSource, build_scaled_object, is_keda, keda_blocker
 from .service import build_disruption_budget, build_service, wants_disruption_budget
 
@@ -37,6 +38,8 @@ def desired_children(
         children["PodDisruptionBudget"] = build_disruption_budget(ref)
     if spec.batching is not None and spec.batching.enabled:
         children["ConfigMap"] = build_batching_config(ref, spec.batching)
+    if spec.network_policy is not None:
+        children["NetworkPolicy"] = build_network_policy(ref, spec.network_policy)
     if is_keda(spec) and metrics is not None and keda_blocker(spec, metrics) is None:
         children["ScaledObject"] = build_scaled_object(ref, spec, metrics)
     children["Deployment"]["metadata"]["annotations"] = {GENERATION_ANNOTATION: str(ref.generation)}

@@ -47,6 +47,7 @@ CHILDREN = (
     ChildKind("PodDisruptionBudget", "policy", "v1", "poddisruptionbudgets"),
     ChildKind("ConfigMap", "", "v1", "configmaps"),
     ChildKind("Job", "batch", "v1", "jobs"),
+    ChildKind("NetworkPolicy", "networking.k8s.io", "v1", "networkpolicies"),
     ChildKind("ScaledObject", "keda.sh", "v1alpha1", "scaledobjects", provided_by="KEDA"),
 )
 BY_KIND = {child.kind: child for child in CHILDREN}
