@@ -512,6 +512,55 @@ def test_clean_pod_policy_deletes_what_runs_then_writes_nothing(
     ]
 
 
+# ---- changes -----------------------------------------------------------------------------------
+
+
+def test_template_change_recreates_the_job_and_drift_is_restored(
+    operator: LocalCluster, ns: str, process_node: ProcessNode
+) -> None:
+    def spec(version: str) -> dict[str, Any]:
+        env = [{"name": "VERSION", "value": version}]
+        return training_job("edit", {"worker": process_role(process_node, [], env=env)})
+
+    apply(operator, ns, spec("1"))
+    wait_state(operator, ns, "edit", "Running", timeout=30)
+    old = get(operator, ns, "job", "edit-worker")
+    # A Job's pod template cannot change: the operator deletes the Job and creates it again.
+    apply(operator, ns, spec("2"))
+
+    def replaced() -> dict[str, Any] | None:
+        job = get(operator, ns, "job", "edit-worker")
+        if not job or job["metadata"]["uid"] == old["metadata"]["uid"]:
+            return None
+        return job
+
+    new = wait_for("a new worker Job", replaced, timeout=30)
+    assert {"name": "VERSION", "value": "2"} in env_of(new["spec"]["template"])
+    wait_for(
+        "one running pod of the new template",
+        lambda: (
+            [
+                p["status"].get("phase")
+                for p in role_pods(operator, ns, "edit", "worker")
+                if not p["metadata"].get("deletionTimestamp")
+            ]
+            == ["Running"]
+            and {"name": "VERSION", "value": "2"}
+            in role_pods(operator, ns, "edit", "worker")[-1]["spec"]["containers"][0]["env"]
+        ),
+        timeout=30,
+    )
+    running = wait_state(operator, ns, "edit", "Running")
+    assert running["status"]["observedGeneration"] == running["metadata"]["generation"] == 2
+    assert "Recreating" in {e["reason"] for e in events(operator, ns, "TrainingJob")}
+
+    # Someone deletes the headless Service: the pods' names would stop resolving; it comes back.
+    operator.kubectl("delete", "service", "edit-tf", "-n", ns)
+    svc = wait_for("the Service to be recreated", lambda: get(operator, ns, "service", "edit-tf"))
+    assert svc["spec"]["clusterIP"] == "None"
+    assert get(operator, ns, "job", "edit-worker")["metadata"]["uid"] == new["metadata"]["uid"]
+
+
 # ---- PodSecurity -------------------------------------------------------------------------------
 
 
