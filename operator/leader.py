@@ -285,7 +285,10 @@ class LeaderElector:
             raise
         self._observe(written)
         if action is Action.ACQUIRE:
-            log.info("took over the Lease from %s", record.holder if record else "nobody")
+            log.info(
+                "leader election: took over the Lease from %s",
+                record.holder if record else "nobody",
+            )
         return True
 
     async def _round(self) -> bool:

@@ -43,7 +43,7 @@ class Settings:
     prometheus: PrometheusSettings = field(default_factory=PrometheusSettings)
     # Leader election (leader.py): off for a single operator, on in the chart's replicas.
     leader_elect: bool = _env("MODELSHIP_LEADER_ELECT") == "true"
-    leader_election_namespace: str = _env("POD_NAMESPACE", "default")
+    leader_election_namespace: str = _env("POD_NAMESPACE") or "default"
     leader_election_id: str = "modelship-operator"
 
 
