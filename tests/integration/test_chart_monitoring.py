@@ -1,8 +1,11 @@
-"""The chart's monitoring objects against the real prometheus-operator CRDs (server-side dry run
-on the local cluster) and the recording rules against the real Prometheus' rule checker."""
+"""The chart's optional objects (PodMonitors, ServiceMonitor, PrometheusRules, NetworkPolicy,
+Grafana dashboard) against the real apiserver with the real prometheus-operator CRDs (server-side
+dry run on the local cluster); the rules, alerts and dashboard queries against the real
+Prometheus' rule checker and rule unit tests."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,9 +19,12 @@ from toolchain_crds import prometheus_operator_crd
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "modelship"
 MONITORING_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
+OPTIONAL_KINDS = MONITORING_KINDS | {"Service", "NetworkPolicy", "ConfigMap"}
 ALL_ON = (
     "monitoring.podMonitor.enabled=true,monitoring.serviceMonitor.enabled=true,"
-    "monitoring.prometheusRule.enabled=true,monitoring.labels.release=kps"
+    "monitoring.prometheusRule.enabled=true,monitoring.labels.release=kps,"
+    "monitoring.alerts.enabled=true,monitoring.grafanaDashboard.enabled=true,"
+    "networkPolicy.enabled=true"
 )
 
 
@@ -57,10 +63,25 @@ def test_monitoring_objects_pass_the_prometheus_operator_crds(cluster: LocalClus
             "--timeout=60s",
         )
     ns = new_namespace(cluster, "monitoring")
-    docs = _render(ns, "monitoring.podMonitor.interval=2s,monitoring.prometheusRule.rateWindow=1m")
-    monitoring = [d for d in docs if d["kind"] in MONITORING_KINDS or d["kind"] == "Service"]
-    assert {d["kind"] for d in monitoring} == MONITORING_KINDS | {"Service"}
-    for doc in monitoring:
+    docs = _render(
+        ns,
+        "monitoring.podMonitor.interval=2s,monitoring.prometheusRule.rateWindow=1m,"
+        f"networkPolicy.metricsFromNamespaces={{{ns}}},networkPolicy.apiServer.cidrs={{10.0.0.1/32}},"
+        "networkPolicy.prometheus.cidrs={10.1.0.0/16},networkPolicy.prometheus.namespaces={monitoring}",
+    )
+    optional = [d for d in docs if d["kind"] in OPTIONAL_KINDS]
+    names = sorted((d["kind"], d["metadata"]["name"]) for d in optional)
+    assert names == [
+        ("ConfigMap", "ms-dashboard"),
+        ("NetworkPolicy", "ms-operator"),
+        ("PodMonitor", "ms-model-servers"),
+        ("PodMonitor", "ms-training"),
+        ("PrometheusRule", "ms-alerts"),
+        ("PrometheusRule", "ms-autoscaling"),
+        ("Service", "ms-operator-metrics"),
+        ("ServiceMonitor", "ms-operator"),
+    ]
+    for doc in optional:
         result = cluster.kubectl(
             "apply",
             "--server-side",
@@ -77,7 +98,7 @@ def test_recording_rules_parse_with_promtool(tmp_path: Path) -> None:
     promtool = shutil.which("promtool") or "/usr/bin/promtool"
     if not Path(promtool).exists():
         pytest.skip("promtool is not installed (Debian package prometheus)")
-    (rule,) = [d for d in _render("ops") if d["kind"] == "PrometheusRule"]
+    (rule,) = [d for d in _render("ops") if d["metadata"]["name"] == "ms-autoscaling"]
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     result = subprocess.run(
@@ -89,3 +110,132 @@ def test_recording_rules_parse_with_promtool(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6 rules found" in result.stdout, result.stdout
+
+
+def _promtool() -> str:
+    promtool = shutil.which("promtool") or "/usr/bin/promtool"
+    if not Path(promtool).exists():
+        pytest.skip("promtool is not installed (Debian package prometheus)")
+    return promtool
+
+
+def _promtool_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_promtool(), *args], capture_output=True, text=True, check=False, timeout=60, cwd=cwd
+    )
+
+
+def _alert_groups(*values: str) -> list[dict[str, Any]]:
+    rule = next(d for d in _render("ops", *values) if d["metadata"]["name"] == "ms-alerts")
+    groups: list[dict[str, Any]] = rule["spec"]["groups"]
+    return groups
+
+
+def test_alerts_parse_with_promtool(tmp_path: Path) -> None:
+    (tmp_path / "alerts.yaml").write_text(yaml.safe_dump({"groups": _alert_groups()}))
+    result = _promtool_run("check", "rules", "alerts.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 rules found" in result.stdout, result.stdout
+
+
+def test_alerts_fire_when_the_operator_is_down_and_a_model_is_slow(tmp_path: Path) -> None:
+    """promtool's rule unit tests: the real rule engine evaluates the rendered alerts on series
+    shaped like the operator's `up` and the model server's latency histogram (microseconds)."""
+    groups = _alert_groups(
+        "monitoring.alerts.p99LatencyMs=100,monitoring.alerts.p99For=2m,"
+        "monitoring.alerts.operatorDownFor=3m,monitoring.alerts.labels.severity=page"
+    )
+    (tmp_path / "alerts.yaml").write_text(yaml.safe_dump({"groups": groups}))
+    bucket = (
+        ':tensorflow:serving:request_latency_bucket{namespace="ml",modeldeployment="%s",le="%s"}'
+    )
+    # fast: every request under 50 ms; slow: 10 requests/min, all between 200 and 500 ms.
+    series = [
+        {"series": 'up{job="ms-operator-metrics",namespace="ops",pod="a"}', "values": "1x4 0x10"},
+        {"series": bucket % ("fast", "50000"), "values": "0+60x20"},
+        {"series": bucket % ("fast", "+Inf"), "values": "0+60x20"},
+        {"series": bucket % ("slow", "200000"), "values": "0x20"},
+        {"series": bucket % ("slow", "500000"), "values": "0+10x20"},
+        {"series": bucket % ("slow", "+Inf"), "values": "0+10x20"},
+    ]
+    tests = {
+        "rule_files": ["alerts.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [
+                    # up turns 0 at minute 5; firing 3 minutes later, not before.
+                    {"eval_time": "7m", "alertname": "ModelshipOperatorDown", "exp_alerts": []},
+                    {
+                        "eval_time": "9m",
+                        "alertname": "ModelshipOperatorDown",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"namespace": "ops", "severity": "page"},
+                                "exp_annotations": {
+                                    "summary": "No modelship operator replica is up.",
+                                    "description": _annotation(groups, "ModelshipOperatorDown"),
+                                },
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "12m",
+                        "alertname": "ModelshipModelLatencyHigh",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "namespace": "ml",
+                                    "modeldeployment": "slow",
+                                    "severity": "page",
+                                },
+                                "exp_annotations": {
+                                    "summary": "A model's p99 latency is over 100 ms.",
+                                    "description": "ModelDeployment ml/slow answers 99% of "
+                                    "requests within 497 ms, over the 100 ms threshold, for 2m.",
+                                },
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    }
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    result = _promtool_run("test", "rules", "tests.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _annotation(groups: list[dict[str, Any]], alert: str) -> str:
+    rule = next(r for g in groups for r in g["rules"] if r.get("alert") == alert)
+    text: str = rule["annotations"]["description"]
+    return text
+
+
+def test_dashboard_has_the_four_panels_and_its_queries_parse(tmp_path: Path) -> None:
+    (config,) = [d for d in _render("ops") if d["kind"] == "ConfigMap"]
+    assert config["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config["data"]["modelship.json"])
+    panels = {p["title"]: p["targets"][0]["expr"] for p in dashboard["panels"]}
+    assert set(panels) == {
+        "Requests per second",
+        "p99 request latency",
+        "Model-server replicas (scraped pods)",
+        "TrainingJob progress",
+    }
+    assert ":tensorflow:serving:request_count" in panels["Requests per second"]
+    assert ":tensorflow:serving:request_latency_bucket" in panels["p99 request latency"]
+    assert "modelship_training_step" in panels["TrainingJob progress"]
+    # Grafana's variables as Prometheus would see them after substitution.
+    rules = [
+        {"record": f"dashboard:panel{i}", "expr": expr.replace("$__rate_interval", "1m")}
+        for i, expr in enumerate(panels.values())
+    ]
+    rules = [{**r, "expr": r["expr"].replace("$namespace", ".*")} for r in rules]
+    (tmp_path / "panels.yaml").write_text(
+        yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]})
+    )
+    result = _promtool_run("check", "rules", "panels.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr

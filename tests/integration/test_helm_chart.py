@@ -12,6 +12,8 @@ import yaml
 from kube_helpers import wait_for
 from modelship_localcluster import product
 from modelship_localcluster.cluster import OPERATOR_USER, LocalCluster, default_bin_dir
+from modelship_operator.resources.names import REST_PORT
+from modelship_operator.resources.trainingjob.names import METRICS_PORT
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "modelship"
 KUBE_VERSION = "--kube-version=1.36.0"
@@ -197,7 +199,39 @@ def _monitoring_objects(*extra: str) -> dict[str, dict[str, object]]:
         *extra,
     )
     assert result.returncode == 0, result.stderr
-    return {d["kind"]: d for d in yaml.safe_load_all(result.stdout) if d}
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    # The training pods' PodMonitor has a test of its own.
+    return {d["kind"]: d for d in docs if d["metadata"]["name"] != "ms-training"}
+
+
+def test_training_pod_monitor_labels_progress_by_trainingjob() -> None:
+    result = _helm(
+        "template", "ms", str(CHART), KUBE_VERSION, "--set", "monitoring.podMonitor.enabled=true"
+    )
+    assert result.returncode == 0, result.stderr
+    (monitor,) = [
+        d for d in yaml.safe_load_all(result.stdout) if d and d["metadata"]["name"] == "ms-training"
+    ]
+    assert monitor["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "modelship-training"
+    }
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "metrics"
+    targets = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
+    assert targets["trainingjob"] == ["__meta_kubernetes_pod_label_modelship_dev_trainingjob"]
+
+
+def test_network_policy_reaches_the_ports_the_operator_uses() -> None:
+    """Egress to the model servers' REST port and the training pods' metrics port, as the
+    operator's builders name them; nothing at all when off."""
+    off = _helm("template", "ms", str(CHART), KUBE_VERSION)
+    assert "NetworkPolicy" not in {d["kind"] for d in yaml.safe_load_all(off.stdout) if d}
+    docs = _monitoring_objects("--set", "networkPolicy.enabled=true")
+    policy: dict[str, Any] = docs["NetworkPolicy"]  # type: ignore[assignment]
+    egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert {REST_PORT, METRICS_PORT, 6443, 53, 9090} <= egress_ports
+    ingress_ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert ingress_ports == {"metrics", "health"}
 
 
 def test_monitoring_objects_are_off_by_default() -> None:
