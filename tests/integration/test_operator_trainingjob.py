@@ -440,10 +440,6 @@ def test_suspend_holds_pods_and_the_deadline_fails_the_job(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the chart's ClusterRole does not let the operator delete trainingjobs (403)",
-)
 def test_ttl_deletes_the_finished_training_job(operator: LocalCluster, ns: str) -> None:
     apply(operator, ns, training_job("brief", {"worker": kwok_role()}, ttlSecondsAfterFinished=2))
     wait_for("the worker Job", lambda: get(operator, ns, "job", "brief-worker"))
