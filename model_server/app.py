@@ -23,6 +23,7 @@ from .process_tuning import tune_for_serving
 from .protocols import tfserving_grpc, v2_grpc
 from .router import Router
 from .runtime import savedmodel
+from .tls import TlsReloader
 from .workers import WorkerInfo
 
 log = logging.getLogger("modelship_server")
@@ -54,10 +55,17 @@ class Server:
             max_body_bytes=settings.max_body_bytes, request_timeout=settings.rest_timeout_seconds
         )
         self.http = HttpServer(self.router, limits)
+        self.health: HttpServer | None = None
+        if settings.health_port:
+            self.health = HttpServer(self.router.health, limits)
+        self.tls: TlsReloader | None = None
+        if settings.tls is not None:
+            self.tls = TlsReloader(settings.tls, settings.tls_poll_seconds)
         self.grpc: grpc.aio.Server | None = None
         self.watcher: ConfigWatcher | None = None
         self.rest_port = 0
         self.grpc_port = 0
+        self.health_port = 0
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
@@ -78,11 +86,23 @@ class Server:
                 s.model_config_file, s.model_config_poll_seconds, self.manager.set_config
             )
             self.watcher.start()
+        if self.tls:
+            self.tls.start()
         if s.rest_port:
             self.rest_port = await self.http.start(
-                s.host, s.rest_port, reuse_port=bool(self.worker)
+                s.host,
+                s.rest_port,
+                reuse_port=bool(self.worker),
+                ssl_context=self.tls.ssl_context() if self.tls else None,
             )
-            log.info("REST listening on %s:%d", s.host, self.rest_port)
+            log.info(
+                "REST%s listening on %s:%d", " (TLS)" if self.tls else "", s.host, self.rest_port
+            )
+        if self.health:
+            self.health_port = await self.health.start(
+                s.host, s.health_port, reuse_port=bool(self.worker)
+            )
+            log.info("health (plain HTTP) listening on %s:%d", s.host, self.health_port)
         if s.grpc_port:
             self.grpc = grpc.aio.server(
                 options=[
@@ -96,11 +116,16 @@ class Server:
             )
             v2_grpc.add_to_server(self.grpc, self.service)
             address = f"{s.host}:{s.grpc_port}"
-            self.grpc_port = self.grpc.add_insecure_port(address)
+            if self.tls:
+                self.grpc_port = self.grpc.add_secure_port(address, self.tls.grpc_credentials())
+            else:
+                self.grpc_port = self.grpc.add_insecure_port(address)
             if not self.grpc_port:
                 raise OSError(f"cannot bind gRPC to {address}")
             await self.grpc.start()
-            log.info("gRPC listening on %s:%d", s.host, self.grpc_port)
+            log.info(
+                "gRPC%s listening on %s:%d", " (TLS)" if self.tls else "", s.host, self.grpc_port
+            )
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -110,18 +135,24 @@ class Server:
 
     async def shutdown(self) -> bool:
         """Drain within --shutdown_grace_seconds; False when threads were still stopping then."""
-        return await drain(
+        stopped = await drain(
             self.service,
             self.http,
             self.grpc,
             self.settings.shutdown_grace_seconds,
             self._stop_threads,
         )
+        if self.health:
+            # Open while draining, so probes read "not ready" rather than a refused connection.
+            await self.health.close()
+        return stopped
 
     def _stop_threads(self) -> None:
         """Join the server's threads (blocking: never on the event loop)."""
         if self.watcher:
             self.watcher.stop()
+        if self.tls:
+            self.tls.stop()
         self.manager.stop()
         self.service.stop()
         if self.share:

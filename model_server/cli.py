@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 
-from . import workers
+from . import tls, workers
 from .config_files import (
     ConfigError,
     load_batching,
@@ -27,7 +27,6 @@ from .core.config import BatchingConfig, ModelConfig
 # tensorflow_model_server flags this server refuses, with the reason.
 UNSUPPORTED = {
     "grpc_socket_path": "unix-socket gRPC is not supported",
-    "ssl_config_file": "TLS is not supported; terminate TLS in front of the server",
     "platform_config_file": "only the TensorFlow platform is served",
     "use_tflite_model": "TensorFlow Lite models are not supported",
     "enable_signature_method_name_check": "not supported",
@@ -75,6 +74,9 @@ class Settings:
     intra_op_threads: int
     inter_op_threads: int
     workers: int = 1
+    tls: tls.TlsSource | None = None
+    tls_poll_seconds: float = 5.0
+    health_port: int = 0
     tensor_limits: limits.TensorLimits = dataclasses.field(default_factory=limits.TensorLimits)
 
 
@@ -132,6 +134,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="server processes sharing the ports, each with its own copy of the models "
         "(0: one per CPU this process may use)",
     )
+    p.add_argument(
+        "--ssl_config_file",
+        default=None,
+        help="TF Serving SSLConfig text proto (server_key, server_cert, custom_ca: PEM texts; "
+        "client_verify): TLS on gRPC and REST",
+    )
+    p.add_argument(
+        "--ssl_cert_dir",
+        default=None,
+        help="folder with tls.crt, tls.key and optional ca.crt (a cert-manager Secret): "
+        "TLS on gRPC and REST",
+    )
+    p.add_argument(
+        "--ssl_client_verify",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="with --ssl_cert_dir: require client certificates signed by its ca.crt (mTLS)",
+    )
+    p.add_argument(
+        "--ssl_poll_wait_seconds",
+        type=float,
+        default=5.0,
+        help="how often the TLS files are checked for a new certificate (0: never)",
+    )
+    p.add_argument(
+        "--health_port",
+        type=int,
+        default=0,
+        help="plain-HTTP port answering only health, model status and metrics requests, for "
+        "probes and scrapers that cannot present a client certificate (0: none)",
+    )
     p.add_argument("--version", action="store_true", help="print the version and exit")
     for flag in ACCEPTED_NO_OP:
         p.add_argument(f"--{flag}", default=None, help=argparse.SUPPRESS)
@@ -172,7 +207,7 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
         parser.error("--batching_parameters_file needs --enable_batching")
     if args.port == 0 and args.rest_api_port == 0:
         parser.error("both --port and --rest_api_port are 0: nothing would listen")
-    for flag in ("port", "rest_api_port"):
+    for flag in ("port", "rest_api_port", "health_port"):
         if not 0 <= getattr(args, flag) <= 65535:
             parser.error(f"--{flag} must be between 0 and 65535")
     for flag in ("rest_api_max_body_bytes", "max_tensor_elements", "max_tensor_bytes"):
@@ -180,6 +215,7 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
             parser.error(f"--{flag} must be positive")
     if args.workers < 0:
         parser.error("--workers must be 0 (one per CPU) or more")
+    source = _tls_source(parser, args)
     worker_count = args.workers or workers.cpu_count()
     intra_op = args.tensorflow_intra_op_parallelism
     if intra_op == 0 and worker_count > 1:
@@ -203,8 +239,35 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
         intra_op_threads=intra_op,
         inter_op_threads=args.tensorflow_inter_op_parallelism,
         workers=worker_count,
+        tls=source,
+        tls_poll_seconds=args.ssl_poll_wait_seconds,
+        health_port=args.health_port,
         tensor_limits=limits.TensorLimits(args.max_tensor_elements, args.max_tensor_bytes),
     )
+
+
+def _tls_source(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tls.TlsSource | None:
+    if args.ssl_config_file and args.ssl_cert_dir:
+        parser.error("--ssl_config_file and --ssl_cert_dir cannot both be set")
+    if args.ssl_client_verify and not args.ssl_cert_dir:
+        parser.error(
+            "--ssl_client_verify needs --ssl_cert_dir (with --ssl_config_file, set client_verify "
+            "in the file)"
+        )
+    source: tls.TlsSource | None = None
+    if args.ssl_config_file:
+        source = tls.SslConfigFile(args.ssl_config_file)
+    elif args.ssl_cert_dir:
+        source = tls.CertDir(args.ssl_cert_dir, args.ssl_client_verify)
+    if source is None:
+        if args.health_port:
+            parser.error("--health_port is for TLS servers (--ssl_config_file, --ssl_cert_dir)")
+        return None
+    try:
+        tls.check(source)
+    except tls.TlsError as exc:
+        parser.error(f"TLS: {exc}")
+    return source
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,7 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     settings = parse(args)
     limits.configure(settings.tensor_limits)
     if settings.workers > 1:
-        ports = [(settings.host, settings.rest_port), (settings.host, settings.grpc_port)]
+        ports = [
+            (settings.host, settings.rest_port),
+            (settings.host, settings.grpc_port),
+            (settings.host, settings.health_port),
+        ]
         return workers.supervise(args, settings.workers, ports)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Imported late: TensorFlow takes seconds to import, and a bad flag should fail at once.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from .core.inference import InferenceService
@@ -10,6 +11,13 @@ from .protocols.tfserving_rest import TfServingRest
 from .protocols.v2_rest import V2Rest
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# What --health_port answers: liveness, readiness and model status, never inference or metadata.
+HEALTH_PATHS = re.compile(
+    r"/v2/health/(live|ready)"
+    r"|/v2/models/[^/:]+(/versions/[^/:]+)?/ready"
+    r"|/v1/models/[^/:]+(/versions/[^/:]+|/labels/[^/:]+)?"
+)
 
 
 class Router:
@@ -35,3 +43,11 @@ class Router:
         if path in self.metrics_paths and request.method == "GET":
             return Response(200, self.render_metrics(), METRICS_CONTENT_TYPE)
         return json_error(404, f"no such endpoint: {request.method} {path}")
+
+    async def health(self, request: Request) -> Response:
+        """The plain-HTTP health port: probes, the operator's version check, and scrapes."""
+        if request.method == "GET" and (
+            request.path in self.metrics_paths or HEALTH_PATHS.fullmatch(request.path)
+        ):
+            return await self(request)
+        return json_error(404, f"not served on the health port: {request.method} {request.path}")

@@ -15,6 +15,7 @@ import collections
 import dataclasses
 import email.utils
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -474,8 +475,18 @@ class HttpServer:
             log.exception("unhandled error for %s %s", request.method, request.path)
             return json_error(500, "internal error")
 
-    async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
-        """Listen; with reuse_port, sibling worker processes share the port (SO_REUSEPORT)."""
+    async def start(
+        self,
+        host: str,
+        port: int,
+        reuse_port: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> int:
+        """Listen; with reuse_port, sibling worker processes share the port (SO_REUSEPORT).
+
+        With ssl_context, connections speak TLS (a context whose SNI callback may move a new
+        connection onto another context: see tls.py).
+        """
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: _Connection(self),
@@ -484,6 +495,7 @@ class HttpServer:
             reuse_address=True,
             reuse_port=reuse_port or None,
             backlog=1024,
+            ssl=ssl_context,
         )
         self._sweeper = loop.create_task(self._sweep())
         return int(self._server.sockets[0].getsockname()[1])

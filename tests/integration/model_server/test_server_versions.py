@@ -98,7 +98,8 @@ def test_versions_follow_the_disk_and_config(
 def test_bad_command_lines_fail_fast_with_a_reason() -> None:
     for args, fragment in (
         (["--bogus_flag=1"], "unrecognized arguments: --bogus_flag=1"),
-        (["--model_base_path=/x", "--ssl_config_file=/y"], "--ssl_config_file is not supported"),
+        (["--model_base_path=/x", "--grpc_socket_path=/y"], "--grpc_socket_path is not supported"),
+        (["--model_base_path=/x", "--ssl_config_file=/y"], "TLS: cannot read /y"),
         ([], "--model_base_path"),
         (["--model_config_file=/does/not/exist"], "cannot read /does/not/exist"),
     ):
