@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -343,3 +345,63 @@ def test_chart_installs_and_upgrades_idempotently(crds_installed: LocalCluster) 
     assert can_i("patch", "modeldeployments.modelship.dev", "--subresource=status") == "yes"
     assert can_i("get", "secrets") == "no", "the operator never needs to read secrets"
     assert can_i("update", "modeldeployments.modelship.dev") == "no", "spec belongs to users"
+
+
+def _leaf_keys(values: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys of values.yaml down to scalars, lists and free-form maps (empty by default)."""
+    keys = []
+    for name, value in values.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict) and value and name != "resources":
+            keys += _leaf_keys(value, f"{key}.")
+        else:
+            keys.append(key)
+    return keys
+
+
+def _schema_node(schema: dict[str, Any], key: str) -> dict[str, Any]:
+    node = schema
+    for part in key.split("."):
+        assert node.get("additionalProperties") is False, f"{key}: {part}'s parent is not strict"
+        node = node["properties"][part]
+    return node
+
+
+def test_every_value_is_documented_and_in_the_strict_schema() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    readme = (CHART / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([^`]+)` \|", readme, re.MULTILINE))
+    keys = _leaf_keys(values)
+    assert len(keys) > 40
+    assert set(keys) == documented, set(keys) ^ documented
+    for key in keys:
+        node = _schema_node(schema, key)
+        assert "type" in node or "enum" in node, key
+
+    def strict(node: dict[str, Any], path: str) -> None:
+        if node.get("type") == "object" and "properties" in node:
+            assert node.get("additionalProperties") is False, path
+        for name, child in node.get("properties", {}).items():
+            strict(child, f"{path}.{name}")
+        if isinstance(node.get("items"), dict):
+            strict(node["items"], f"{path}[]")
+
+    strict(schema, "")
+
+
+@pytest.mark.parametrize(
+    ("setting", "unknown"),
+    [
+        ("replica=3", "replica"),
+        ("crds.enabled=true", "enabled"),
+        ("monitoring.alerts.severity=page", "severity"),
+        ("affinity.nodeAfinity.x=1", "nodeAfinity"),
+    ],
+)
+def test_unknown_values_are_refused_by_template_and_lint(setting: str, unknown: str) -> None:
+    for command in (("template", "ms"), ("lint", "--strict")):
+        result = _helm(*command, str(CHART), KUBE_VERSION, "--set", setting)
+        assert result.returncode != 0, (command, result.stdout)
+        output = result.stdout + result.stderr
+        assert f"additional properties '{unknown}' not allowed" in output, output
