@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
+import threading
+import time
 from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 from modelship_operator.leader import (
     Action,
+    FencedKubeApi,
     LeaderElector,
     LeaseRecord,
     decide,
@@ -20,6 +23,7 @@ from modelship_operator.leader import (
     record_of,
     renew_deadline_passed,
 )
+from modelship_operator.resources.names import ObjectRef
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -237,22 +241,22 @@ def test_leader_that_cannot_renew_calls_on_lost_within_the_deadline() -> None:
             "a",
             on_started=started,
             on_lost=lambda: events.append("lost"),
-            lease_duration=0.5,
-            renew_deadline=0.3,
-            renew_period=0.05,
-            retry_period=0.02,
+            lease_duration=2,
+            renew_deadline=1,
+            renew_period=0.1,
+            retry_period=0.05,
         )
         task = asyncio.create_task(elector.run())
         while "started" not in events:
             await asyncio.sleep(0.01)
         store.failing = True
         cut = loop.time()
-        await asyncio.wait_for(task, timeout=2)
+        await asyncio.wait_for(task, timeout=5)
         return loop.time() - cut
 
     took = asyncio.run(scenario())
     assert events == ["started", "lost"]
-    assert took < 0.5  # before the lease could expire for anyone else
+    assert 0.9 <= took < 2  # after the renew deadline, before the lease expires for others
 
 
 def test_leader_seeing_another_holder_stops_at_its_next_renewal() -> None:
@@ -282,3 +286,48 @@ def test_leader_seeing_another_holder_stops_at_its_next_renewal() -> None:
 
     asyncio.run(scenario())
     assert events == ["started", "lost"]
+
+
+class _SlowResponse:
+    status = 200
+
+    def __init__(self, gate: threading.Event) -> None:
+        self.gate = gate
+
+    def read(self) -> bytes:
+        self.gate.wait(5)
+        return b"{}"
+
+
+class _SlowClient:
+    """Stands in for the kubernetes ApiClient: every call blocks until `gate` is set."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.calls = 0
+
+    def param_serialize(self, **kw: Any) -> tuple[Any, ...]:
+        return (kw["method"], kw["resource_path"])
+
+    def call_api(self, *_: Any, **__: Any) -> _SlowResponse:
+        self.calls += 1
+        return _SlowResponse(self.gate)
+
+
+def test_fenced_api_refuses_writes_once_closed_and_reports_when_in_flight_ones_land() -> None:
+    fake = _SlowClient()
+    api = FencedKubeApi(fake)  # type: ignore[arg-type]
+    ref = ObjectRef(name="m", namespace="ns", uid="u", generation=1, kind="ModelDeployment")
+    in_flight = threading.Thread(target=api.apply_status, args=(ref, {}))
+    in_flight.start()
+    while fake.calls == 0:
+        time.sleep(0.01)
+    api.close()
+    with pytest.raises(ApiException) as refused:
+        api.apply_status(ref, {})
+    assert refused.value.status == 503
+    assert fake.calls == 1  # the refused write never reached the client
+    assert not api.wait_idle(0.1)  # the first is still in flight
+    fake.gate.set()
+    assert api.wait_idle(2)
+    in_flight.join()
