@@ -7,12 +7,15 @@ this server does not implement are refused by name, rather than silently ignored
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import importlib.metadata
 import logging
 import os
 import sys
+from pathlib import Path
+from typing import NoReturn
 
 from . import tls, workers
 from .config_files import (
@@ -45,6 +48,20 @@ ACCEPTED_NO_OP = {
     "allow_version_labels_for_unavailable_models": "labels may name any configured version",
     "flush_filesystem_caches": "no effect",
 }
+
+
+TERMINATION_LOG = Path("/dev/termination-log")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Also leaves a bad command line's reason where Kubernetes shows it (the termination
+    message), so the operator can report why the server would not start."""
+
+    def error(self, message: str) -> NoReturn:
+        if TERMINATION_LOG.exists() and os.access(TERMINATION_LOG, os.W_OK):
+            with contextlib.suppress(OSError):
+                TERMINATION_LOG.write_text(f"{self.prog}: {message}\n")
+        super().error(message)
 
 
 def _bool(text: str) -> bool:
@@ -81,7 +98,7 @@ class Settings:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="modelship-server",
         description="TensorFlow model server: TF Serving REST + gRPC, Open Inference Protocol v2.",
         allow_abbrev=False,

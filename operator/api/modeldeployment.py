@@ -26,6 +26,27 @@ from .common import (
 DEFAULT_SERVER_IMAGE = "ghcr.io/modelship/modelship:0.1.0"
 
 
+class ServerTls(ApiModel):
+    """TLS on the model server's REST and gRPC ports, from a Secret in cert-manager's shape."""
+
+    secret_name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="A Secret in the same namespace with `tls.crt` and `tls.key` (and `ca.crt` "
+        "for clientAuth), as cert-manager writes it. Mounted read-only; a renewed certificate "
+        "is used for new connections within a minute or two, without a restart or a dropped "
+        "request.",
+        examples=["my-model-tls"],
+    )
+    client_auth: bool = Field(
+        default=False,
+        description="Mutual TLS: clients must present a certificate signed by the Secret's "
+        "`ca.crt` (both protocols). Without `ca.crt` in the Secret the server does not start, "
+        "and the ModelDeployment's Ready condition says so.",
+    )
+
+
 class Server(ApiModel):
     """The model-server container."""
 
@@ -53,6 +74,12 @@ class Server(ApiModel):
         max_length=64,
         description="Extra `tensorflow_model_server`-style flags for the server.",
         examples=[["--rest_api_timeout_in_ms=5000"]],
+    )
+    tls: ServerTls | None = Field(
+        default=None,
+        description="Serve REST (HTTPS) and gRPC over TLS. Probes, the operator's version "
+        "check and Prometheus scrapes then use a plain-HTTP health port (8502) that answers "
+        "only health, model status and metrics.",
     )
 
 

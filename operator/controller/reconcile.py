@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from ..api.modeldeployment import ModelDeploymentSpec
 from ..resources.kinds import BY_KIND
-from ..resources.names import ModelDeploymentRef, model_name
+from ..resources.names import ModelDeploymentRef, model_name, monitoring_port
 from ..resources.scaledobject import Blocker, MetricsSource, is_keda
 from .plan import INVALID_SPEC, ChildPlan, Event, Snapshot, plan_children
 from .scaling import SCALING_ACTIVE, effective_replicas
@@ -179,7 +179,9 @@ def reconcile(
     version = snapshot.status.get("modelVersion")
     if verdict.ready and prober is not None:
         key = (ref.namespace, ref.name)
-        version = prober.served_version(key, model_name(ref, spec), snapshot.pods)
+        version = prober.served_version(
+            key, model_name(ref, spec), snapshot.pods, port=monitoring_port(spec)
+        )
     status = build_status(
         ref,
         spec,

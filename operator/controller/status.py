@@ -66,6 +66,10 @@ def pod_problem(pod: dict[str, Any]) -> Problem | None:
         reason = waiting.get("reason")
         if reason and reason not in {"PodInitializing", "ContainerCreating"}:
             detail = waiting.get("message", "")
+            last = container.get("lastState", {}).get("terminated") or {}
+            if reason == "CrashLoopBackOff" and (last.get("message") or "").strip():
+                # The server's own reason for exiting (a bad flag, TLS material without ca.crt).
+                detail = f"last exit: {last['message'].strip()}"
             return Problem(
                 reason,
                 f"pod {name} container {container.get('name')}: {reason}"

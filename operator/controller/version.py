@@ -1,5 +1,8 @@
 """Which model version the pods actually serve: asked of the model servers themselves
-(TF Serving's GET /v1/models/{name}), only when the set of ready pods changes."""
+(TF Serving's GET /v1/models/{name}), only when the set of ready pods changes.
+
+With spec.server.tls the servers answer this on their plain-HTTP health port: model status only,
+never inference, so the operator needs neither the CA nor a client certificate."""
 
 from __future__ import annotations
 
@@ -53,7 +56,11 @@ class VersionProber:
         self._lock = threading.Lock()
 
     def served_version(
-        self, key: tuple[str, str], model: str, pods: list[dict[str, Any]]
+        self,
+        key: tuple[str, str],
+        model: str,
+        pods: list[dict[str, Any]],
+        port: int | None = None,
     ) -> str | None:
         endpoints = _ready_endpoints(pods)
         with self._lock:
@@ -61,10 +68,11 @@ class VersionProber:
         if cached is not None and cached[0] == endpoints:
             return cached[1]
         versions: set[int] = set()
+        port = port or self._port
         for ip in endpoints[:MAX_PODS_ASKED]:
             host = f"[{ip}]" if ":" in ip else ip
             try:
-                status = self._fetch(f"http://{host}:{self._port}/v1/models/{model}", self._timeout)
+                status = self._fetch(f"http://{host}:{port}/v1/models/{model}", self._timeout)
             except (OSError, ValueError):
                 continue
             versions |= available_versions(status)

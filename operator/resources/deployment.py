@@ -10,18 +10,24 @@ from . import scheduling
 from .batching import BATCHING_FILE, BATCHING_MOUNT, batching_config_name, batching_parameters
 from .names import (
     GRPC_PORT,
+    HEALTH_PORT,
     MODEL_MOUNT,
     REST_PORT,
     ModelDeploymentRef,
     child_metadata,
     common_labels,
     model_name,
+    monitoring_port,
     selector_labels,
 )
 from .storage import model_storage
 
 SERVER_CONTAINER = "model-server"
 SCRATCH_VOLUME = "scratch"
+TLS_VOLUME = "tls"
+# spec.server.tls's Secret: the kubelet swaps in a renewed certificate (one symlink rename) and the
+# server, watching these files, takes it for new connections.
+TLS_MOUNT = "/etc/modelship/tls"
 # A pod leaving (scale-down, rollout) keeps serving this long before SIGTERM, while Services and
 # proxies drop it from their endpoints; then the server drains what is in flight.
 PRE_STOP_SECONDS = 5
@@ -52,11 +58,15 @@ def server_args(ref: ModelDeploymentRef, spec: ModelDeploymentSpec) -> list[str]
     ]
     if spec.batching is not None and spec.batching.enabled:
         args += ["--enable_batching=true", f"--batching_parameters_file={BATCHING_FILE}"]
+    if spec.server.tls is not None:
+        args += [f"--ssl_cert_dir={TLS_MOUNT}", f"--health_port={HEALTH_PORT}"]
+        if spec.server.tls.client_auth:
+            args.append("--ssl_client_verify=true")
     return [*args, *(spec.server.args or [])]
 
 
-def _probe(path: str, **timing: int) -> dict[str, Any]:
-    return {"httpGet": {"path": path, "port": "http"}, **timing}
+def _probe(path: str, port: str, **timing: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": port}, **timing}
 
 
 def _server_container(ref: ModelDeploymentRef, spec: ModelDeploymentSpec) -> dict[str, Any]:
@@ -65,6 +75,8 @@ def _server_container(ref: ModelDeploymentRef, spec: ModelDeploymentSpec) -> dic
         if (spec.server.resources)
         else None
     )
+    # With TLS the kubelet probes the plain health port: it has no client certificate for mTLS.
+    probe_port = "health" if spec.server.tls is not None else "http"
     container: dict[str, Any] = {
         "name": SERVER_CONTAINER,
         "image": spec.server.image,
@@ -74,10 +86,16 @@ def _server_container(ref: ModelDeploymentRef, spec: ModelDeploymentSpec) -> dic
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
             {"name": "http", "containerPort": REST_PORT, "protocol": "TCP"},
         ],
-        "readinessProbe": _probe("/v2/health/ready", periodSeconds=5, failureThreshold=3),
-        "livenessProbe": _probe("/v2/health/live", periodSeconds=10, failureThreshold=3),
+        "readinessProbe": _probe(
+            "/v2/health/ready", probe_port, periodSeconds=5, failureThreshold=3
+        ),
+        "livenessProbe": _probe(
+            "/v2/health/live", probe_port, periodSeconds=10, failureThreshold=3
+        ),
         # Large SavedModels take a while to load and warm up; liveness waits for this.
-        "startupProbe": _probe("/v2/health/live", periodSeconds=5, failureThreshold=120),
+        "startupProbe": _probe(
+            "/v2/health/live", probe_port, periodSeconds=5, failureThreshold=120
+        ),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
         "securityContext": CONTAINER_SECURITY,
         "volumeMounts": [{"name": SCRATCH_VOLUME, "mountPath": "/tmp"}],
@@ -87,6 +105,13 @@ def _server_container(ref: ModelDeploymentRef, spec: ModelDeploymentSpec) -> dic
         container["resources"] = resources
     if spec.server.env:
         container["env"] = [e.model_dump(by_alias=True, exclude_none=True) for e in spec.server.env]
+    if spec.server.tls is not None:
+        container["ports"].append(
+            {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"}
+        )
+        container["volumeMounts"].append(
+            {"name": TLS_VOLUME, "mountPath": TLS_MOUNT, "readOnly": True}
+        )
     return container
 
 
@@ -108,9 +133,17 @@ def build_deployment(
         {"name": SCRATCH_VOLUME, "emptyDir": {}},
         storage.volume,
     ]
+    if spec.server.tls is not None:
+        volumes.append(
+            {
+                "name": TLS_VOLUME,
+                # Readable by the server's group (the pod's fsGroup) only.
+                "secret": {"secretName": spec.server.tls.secret_name, "defaultMode": 0o440},
+            }
+        )
     template_annotations = {
         "prometheus.io/scrape": "true",
-        "prometheus.io/port": str(REST_PORT),
+        "prometheus.io/port": str(monitoring_port(spec)),
         "prometheus.io/path": "/metrics",
     }
     if spec.batching is not None and spec.batching.enabled:

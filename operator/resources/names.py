@@ -13,6 +13,9 @@ FIELD_MANAGER = "modelship"
 OWNER_LABEL = "modelship.dev/modeldeployment"
 REST_PORT = 8501
 GRPC_PORT = 8500
+# With spec.server.tls: plain HTTP for probes, the version check and scrapes (health, model
+# status and metrics only), since none of those can present a client certificate.
+HEALTH_PORT = 8502
 MODEL_MOUNT = "/mnt/models"
 
 
@@ -100,7 +103,13 @@ def child_metadata(ref: ModelDeploymentRef) -> dict[str, Any]:
 
 def rest_url(ref: ModelDeploymentRef, spec: ModelDeploymentSpec) -> str:
     host = f"{ref.name}.{ref.namespace}.svc"
-    return f"http://{host}:{REST_PORT}/v1/models/{model_name(ref, spec)}"
+    scheme = "https" if spec.server.tls is not None else "http"
+    return f"{scheme}://{host}:{REST_PORT}/v1/models/{model_name(ref, spec)}"
+
+
+def monitoring_port(spec: ModelDeploymentSpec) -> int:
+    """Where probes, the version check and Prometheus reach a pod over plain HTTP."""
+    return HEALTH_PORT if spec.server.tls is not None else REST_PORT
 
 
 def grpc_address(ref: ModelDeploymentRef) -> str:
