@@ -135,7 +135,7 @@ def test_alerts_parse_with_promtool(tmp_path: Path) -> None:
     (tmp_path / "alerts.yaml").write_text(yaml.safe_dump({"groups": _alert_groups()}))
     result = _promtool_run("check", "rules", "alerts.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 rules found" in result.stdout, result.stdout
+    assert "3 rules found" in result.stdout, result.stdout
 
 
 def test_alerts_fire_when_the_operator_is_down_and_a_model_is_slow(tmp_path: Path) -> None:
@@ -143,7 +143,8 @@ def test_alerts_fire_when_the_operator_is_down_and_a_model_is_slow(tmp_path: Pat
     shaped like the operator's `up` and the model server's latency histogram (microseconds)."""
     groups = _alert_groups(
         "monitoring.alerts.p99LatencyMs=100,monitoring.alerts.p99For=2m,"
-        "monitoring.alerts.operatorDownFor=3m,monitoring.alerts.labels.severity=page"
+        "monitoring.alerts.operatorDownFor=3m,monitoring.alerts.labels.severity=page,"
+        "monitoring.alerts.noSingleLeaderFor=2m"
     )
     (tmp_path / "alerts.yaml").write_text(yaml.safe_dump({"groups": groups}))
     bucket = (
@@ -152,6 +153,10 @@ def test_alerts_fire_when_the_operator_is_down_and_a_model_is_slow(tmp_path: Pat
     # fast: every request under 50 ms; slow: 10 requests/min, all between 200 and 500 ms.
     series = [
         {"series": 'up{job="ms-operator-metrics",namespace="ops",pod="a"}', "values": "1x4 0x10"},
+        # Two replicas: a leads until minute 4; b takes over only at minute 8 (from minute 5 to 7
+        # none leads, 2 minutes and more: the alert fires at minute 7, not before).
+        {"series": _leader("a"), "values": "1x4 0x10"},
+        {"series": _leader("b"), "values": "0x7 1x10"},
         {"series": bucket % ("fast", "50000"), "values": "0+60x20"},
         {"series": bucket % ("fast", "+Inf"), "values": "0+60x20"},
         {"series": bucket % ("slow", "200000"), "values": "0x20"},
@@ -166,6 +171,32 @@ def test_alerts_fire_when_the_operator_is_down_and_a_model_is_slow(tmp_path: Pat
                 "interval": "1m",
                 "input_series": series,
                 "alert_rule_test": [
+                    {
+                        "eval_time": "6m",
+                        "alertname": "ModelshipOperatorNoSingleLeader",
+                        "exp_alerts": [],
+                    },
+                    {
+                        "eval_time": "7m",
+                        "alertname": "ModelshipOperatorNoSingleLeader",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"namespace": "ops", "severity": "page"},
+                                "exp_annotations": {
+                                    "summary": "The modelship operator replicas do not have "
+                                    "exactly one leader.",
+                                    "description": _annotation(
+                                        groups, "ModelshipOperatorNoSingleLeader"
+                                    ).replace("{{ $value }}", "0"),
+                                },
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "9m",
+                        "alertname": "ModelshipOperatorNoSingleLeader",
+                        "exp_alerts": [],
+                    },
                     # up turns 0 at minute 5; firing 3 minutes later, not before.
                     {"eval_time": "7m", "alertname": "ModelshipOperatorDown", "exp_alerts": []},
                     {
@@ -206,6 +237,10 @@ def test_alerts_fire_when_the_operator_is_down_and_a_model_is_slow(tmp_path: Pat
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
     result = _promtool_run("test", "rules", "tests.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _leader(pod: str) -> str:
+    return f'modelship_operator_leader{{job="ms-operator-metrics",namespace="ops",pod="{pod}"}}'
 
 
 def _annotation(groups: list[dict[str, Any]], alert: str) -> str:
