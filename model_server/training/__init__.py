@@ -32,7 +32,9 @@ Strategies, from TF_CONFIG
   MultiWorkerMirroredStrategy and does not drive a coordinator. The loop reports the loss and
   the compiled metrics given by name that are functions of (labels, predictions), such as
   "accuracy"; it ignores `validation`;
-- an evaluator task exits 0 at once (sidecar evaluation is not supported).
+- an evaluator task (outside the cluster) runs sidecar evaluation (`evaluation.py`): it builds
+  the model under the default strategy and scores each new checkpoint of the exporting task on
+  `validation` (required: without it the evaluator exits 2), until the exporter has finished.
 
 Results
 -------
@@ -43,6 +45,13 @@ termination message `{"exportedModelUri": ..., "progress": {...}}`. Every task k
 BackupAndRestore state in `<checkpoint dir>/<task>-<index>`, so a restarted task resumes at the
 last finished epoch; MultiWorkerMirroredStrategy workers first agree on one epoch (the lowest any
 of them saved) so they run the same steps.
+
+For evaluators, the exporting task also writes `tf.train.Checkpoint(model=...)` at each epoch's
+end to `<checkpoint dir>/eval/epoch-<n>` (announced by `eval/latest.json`; the last two are kept)
+and, after a successful export, `eval/DONE` naming the last one. An evaluator reads them, so the
+checkpoint directory must be shared with it; it serves `modelship_training_eval_metric{name=...}`
+(loss and compiled metrics) and `modelship_training_eval_epoch` on its own metrics endpoint, logs
+one line per evaluation, and exits 0 once DONE's checkpoint is evaluated.
 
 Exit codes: 0 done, 1 other failure, 2 bad arguments / TF_CONFIG / --model, 138 a peer was lost
 mid-training (restart all tasks; they resume from their checkpoints).

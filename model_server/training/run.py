@@ -12,7 +12,7 @@ from typing import Any
 import tensorflow as tf
 
 from ..storage.upload import UploadError
-from . import checkpoints, errors, loop, ps, termination
+from . import checkpoints, errors, evaluation, loop, ps, termination
 from .cluster import Cluster, ConfigError, Mode, from_tf_config, strategy_for
 from .export import export, new_version
 from .plan import TrainingContext, TrainingPlan, UserModelError, check_plan, load_function
@@ -41,10 +41,10 @@ def train(args: argparse.Namespace, log: Path | None) -> int:
     cluster = from_tf_config(os.environ.get("TF_CONFIG"))
     if cluster.mode is Mode.PARAMETER_SERVER and cluster.task_type in ("worker", "ps"):
         return ps.serve(cluster)  # blocks until the pod is deleted
-    if cluster.task_type == "evaluator":
-        print("evaluator: sidecar evaluation is not supported; nothing to do", flush=True)
-        return 0
     function = load_function(args.model)  # a bad --model fails before any TF set-up
+    root = checkpoints.checkpoint_root(args.checkpoint_dir, os.environ)
+    if cluster.task_type == "evaluator":  # outside the cluster: the default strategy
+        return evaluation.evaluate(args, cluster, function, root)
     strategy = strategy_for(cluster)  # MWMS must exist before other TF ops run
     print(f"task {cluster.name}: {cluster.mode.value}, {strategy_name(strategy)}", flush=True)
     context = TrainingContext(strategy, args.batch_size, args.epochs, cluster)
@@ -55,9 +55,7 @@ def train(args: argparse.Namespace, log: Path | None) -> int:
     if plan.validation is not None:
         validation = plan.validation.batch(args.batch_size)
 
-    folder = checkpoints.task_folder(
-        checkpoints.checkpoint_root(args.checkpoint_dir, os.environ), cluster
-    )
+    folder = checkpoints.task_folder(root, cluster)
     if cluster.mode is Mode.MULTI_WORKER:
         resumed = checkpoints.agree(strategy, folder)
     else:
@@ -67,9 +65,13 @@ def train(args: argparse.Namespace, log: Path | None) -> int:
     # The first scrape already shows the restored position and the planned total, not 0 of 0.
     progress = Progress(step=resumed * steps, epoch=resumed)
     metrics = ProgressMetrics() if cluster.exporter and args.metrics_port else None
+    for_evaluators = evaluation.EvalCheckpoints(
+        evaluation.eval_folder(root), keep=cluster.exporter, fresh=not resumed
+    )
     callbacks = [
         checkpoints.callback(folder),
         ProgressCallback(progress, steps, args.epochs, metrics),
+        for_evaluators,
     ]
     if metrics is not None:
         metrics.serve(args.metrics_host, args.metrics_port)
@@ -88,6 +90,7 @@ def train(args: argparse.Namespace, log: Path | None) -> int:
 
     exported = export(plan.model, args.output, cluster.exporter, new_version())
     checkpoints.remove(folder)
+    for_evaluators.finish()
     if exported:
         print(f"exported {exported}", flush=True)
     if cluster.exporter:
