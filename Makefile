@@ -27,8 +27,9 @@ down: ## Stop the local control plane and delete its state
 	@if [ -x $(VENV)/modelship-cluster ]; then $(VENV)/modelship-cluster --root $(CLUSTER_ROOT) down; fi
 
 .PHONY: crds
-crds: ## Regenerate crds/ and docs/api.md from operator/api
+crds: ## Regenerate crds/ and docs/api.md from operator/api, config/default from the chart
 	$(VENV)/python hack/gen_api.py
+	$(VENV)/python hack/gen_kustomize.py
 
 .PHONY: lint
 lint: ## ruff, ruff format --check, mypy --strict, generated files up to date
@@ -36,6 +37,7 @@ lint: ## ruff, ruff format --check, mypy --strict, generated files up to date
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy operator model_server hack/localcluster
 	$(VENV)/python hack/gen_api.py --check
+	$(VENV)/python hack/gen_kustomize.py --check
 	$(VENV)/python hack/gen_protos.py --check
 
 .PHONY: test
