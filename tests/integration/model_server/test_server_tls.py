@@ -42,6 +42,24 @@ def _cert_dir(folder: Path, ca: CertificateAuthority, server: Issued, with_ca: b
     return folder
 
 
+def _secret_volume(folder: Path, ca: CertificateAuthority, server: Issued) -> None:
+    """Write the files as the kubelet writes a Secret volume: a timestamped folder, `..data`
+    pointing to it, each key a link through `..data`; an update swaps `..data` in one rename."""
+    folder.mkdir(parents=True, exist_ok=True)
+    old = (folder / "..data").resolve() if (folder / "..data").is_symlink() else None
+    stamp = folder / f"..{time.strftime('%Y_%m_%d_%H_%M_%S')}.{time.monotonic_ns()}"
+    _cert_dir(stamp, ca, server)
+    (folder / "..data_tmp").symlink_to(stamp.name)
+    (folder / "..data_tmp").replace(folder / "..data")
+    for name in ("tls.crt", "tls.key", "ca.crt"):
+        if not (folder / name).is_symlink():
+            (folder / name).symlink_to(f"..data/{name}")
+    if old is not None:
+        for path in old.iterdir():
+            path.unlink()
+        old.rmdir()
+
+
 def _wait_ready(server: ServerProcess, ready: Callable[[], bool], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -352,7 +370,8 @@ def test_rotation_new_connections_get_the_new_certificate_and_no_request_fails(
 ) -> None:
     ca = CertificateAuthority()
     first = ca.issue("server-1", hosts=(HOST,))
-    certs = _cert_dir(tmp_path / "tls", ca, first)
+    certs = tmp_path / "tls"
+    _secret_volume(certs, ca, first)
     server = server_factory(
         "--model_name=half_plus_two",
         f"--model_base_path={testdata / HALF_PLUS_TWO}",
@@ -377,11 +396,7 @@ def test_rotation_new_connections_get_the_new_certificate_and_no_request_fails(
     try:
         time.sleep(1.0)
         second = ca.issue("server-2", hosts=(HOST,))
-        # As the kubelet does for a Secret volume: new files, then one rename makes them current.
-        staging = tmp_path / "staging"
-        _cert_dir(staging, ca, second)
-        for name in ("tls.key", "tls.crt"):
-            (staging / name).replace(certs / name)
+        _secret_volume(certs, ca, second)
         deadline = time.monotonic() + 30
         seen: tuple[int, int] = (0, 0)
         while time.monotonic() < deadline:
