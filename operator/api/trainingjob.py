@@ -202,6 +202,18 @@ class Checkpoints(ApiModel):
 class TrainingJobSpec(ApiModel):
     """What to train and how to run it."""
 
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.replicaSpecs.evaluator) || self.replicaSpecs.evaluator.replicas == 0"
+                " || has(self.checkpoints)",
+                "replicaSpecs.evaluator needs spec.checkpoints: the evaluator reads the exporting "
+                "task's checkpoints from that shared storage",
+                ".checkpoints",
+            )
+        )
+    )
+
     replica_specs: ReplicaSpecs = Field(description="Pods per role.")
     run_policy: RunPolicy = Field(
         default_factory=RunPolicy,

@@ -206,7 +206,10 @@ def test_roles_become_indexed_jobs_with_tf_config(operator: LocalCluster, ns: st
         "ps": kwok_role(1),
         "evaluator": kwok_role(1),
     }
-    apply(operator, ns, training_job("mnist", roles, cleanPodPolicy="None"))
+    job = training_job("mnist", roles, cleanPodPolicy="None")
+    # An evaluator reads the chief's checkpoints, so it needs shared checkpoint storage.
+    job["spec"]["checkpoints"] = {"storageUri": "file:///var/tmp/modelship-test-checkpoints"}
+    apply(operator, ns, job)
     body = wait_for("the TrainingJob's Jobs", lambda: len(get(operator, ns, "jobs")["items"]) == 4)
     assert body
     owner = tj(operator, ns, "mnist")

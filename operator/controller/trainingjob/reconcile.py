@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from .status import build_status, invalid_spec_status
 
 log = logging.getLogger(__name__)
 PROGRESS_POLL_SECONDS = 2.0
+# How long a running evaluator may go on after the end to score the last checkpoint.
+EVALUATOR_GRACE_SECONDS = 60.0
 
 
 class Writer(Protocol):
@@ -108,10 +111,15 @@ def plan_children(snapshot: TrainingSnapshot, spec: TrainingJobSpec) -> ChildPla
     return plan
 
 
-def cleanup_plan(snapshot: TrainingSnapshot, spec: TrainingJobSpec) -> ChildPlan:
+def cleanup_plan(
+    snapshot: TrainingSnapshot, spec: TrainingJobSpec, since_end: float = math.inf
+) -> tuple[ChildPlan, float | None]:
     """After the end: All deletes every role Job (and so its pods), Running only the Jobs still
-    running (parameter servers, evaluators), None leaves everything."""
+    running (parameter servers, evaluators), None leaves everything. A running evaluator gets
+    EVALUATOR_GRACE_SECONDS after the end (`since_end`) to score the last checkpoint and exit
+    by itself; returns the plan and how long until that grace is over, if it is pending."""
     plan = ChildPlan()
+    wait: float | None = None
     policy = spec.run_policy.clean_pod_policy
     for role in names.ROLES:
         job = snapshot.jobs.get(role)
@@ -120,10 +128,13 @@ def cleanup_plan(snapshot: TrainingSnapshot, spec: TrainingJobSpec) -> ChildPlan
         # FailureTarget and SuccessCriteriaMet come first, while the Job controller still
         # terminates the pods; such a Job has ended too and is not to be cleaned up.
         finished = job_condition(job, "Complete", "Failed", "FailureTarget", "SuccessCriteriaMet")
+        if not finished and role == "evaluator" and since_end < EVALUATOR_GRACE_SECONDS:
+            wait = EVALUATOR_GRACE_SECONDS - since_end
+            continue
         if policy == "All" or not finished:
             message = f"deleted Job {job['metadata']['name']} (cleanPodPolicy {policy})"
             plan.delete.append((job, Event("Normal", "CleanedUp", message)))
-    return plan
+    return plan, wait
 
 
 def _report(
@@ -232,7 +243,10 @@ def _finished(
     """A finished job stays finished whatever its spec says now; only clean-up and the TTL act."""
     ref = snapshot.ref
     previous = snapshot.status
-    done = write_children(cleanup_plan(snapshot, spec), api)
+    finished = previous.get("completionTime")
+    since_end = clock() - _seconds(finished) if finished else math.inf
+    plan, evaluator_wait = cleanup_plan(snapshot, spec, since_end)
+    done = write_children(plan, api)
     status = dict(previous)
     # The Job controller may mark a Job failed (FailureTarget) or succeeded (SuccessCriteriaMet)
     # before it has counted its last pods: the counts follow the Jobs to their final values, and
@@ -247,12 +261,11 @@ def _finished(
         ]
     _write(api, ref, snapshot, status, done.events)
     ttl = spec.run_policy.ttl_seconds_after_finished
-    finished = previous.get("completionTime")
     if ttl is None or not finished:
-        return None
+        return evaluator_wait
     remaining = _seconds(finished) + ttl - clock()
     if remaining > 0:
-        return remaining
+        return min(remaining, evaluator_wait) if evaluator_wait is not None else remaining
     api.delete(snapshot.body)  # its children go with it (owner references)
     log.info("deleted TrainingJob %s/%s: ttlSecondsAfterFinished passed", ref.namespace, ref.name)
     return None

@@ -169,3 +169,29 @@ def test_refusal_stalls_and_forbidden_is_retried() -> None:
         _run(TrainingSnapshot(BODY, {}, None, []), forbidden)
     stalled = next(c for c in forbidden.statuses[-1]["conditions"] if c["type"] == "Stalled")
     assert stalled["reason"] == "Forbidden"
+
+
+def test_a_running_evaluator_gets_a_grace_period_to_score_the_last_checkpoint() -> None:
+    body = copy.deepcopy(BODY)
+    body["spec"]["replicaSpecs"]["evaluator"] = {"replicas": 1, "image": "img"}
+    body["spec"]["checkpoints"] = {"storageUri": "pvc://ckpt/t"}
+    body["spec"]["runPolicy"] = {"cleanPodPolicy": "Running"}
+    api = Recorder()
+    _run(TrainingSnapshot(body, {}, None, []), api)
+    jobs, service = _live(api)
+    _complete(jobs["chief"])
+    _complete(jobs["worker"])
+    del jobs["ps"]  # cleaned up already
+    jobs["evaluator"]["status"] = {"active": 1}
+    finished = {
+        **body,
+        "status": {"state": "Succeeded", "completionTime": "2026-01-01T00:10:00Z"},
+    }
+    end = 1767225600.0 + 600
+    early = Recorder()
+    wait = _run(TrainingSnapshot(finished, jobs, service, []), early, clock=end + 10)
+    assert early.deleted == []
+    assert wait == 50.0
+    late = Recorder()
+    assert _run(TrainingSnapshot(finished, jobs, service, []), late, clock=end + 61) is None
+    assert late.deleted == ["Job/t-evaluator"]
