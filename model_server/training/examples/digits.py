@@ -3,7 +3,10 @@
 
 The last 20 % of a fixed permutation of the data set is held out (`held_out()`), never trained
 on. The exported model takes raw pixels (0..16, input `pixels`, shape [-1, 64]) and returns 10
-class probabilities."""
+class probabilities.
+
+scikit-learn is a development dependency (the local cluster runs this checkout's environment);
+the published image does not carry it, so an image that runs this example installs it."""
 
 from __future__ import annotations
 
