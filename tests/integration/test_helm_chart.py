@@ -14,7 +14,7 @@ import yaml
 from kube_helpers import wait_for
 from modelship_localcluster import product
 from modelship_localcluster.cluster import OPERATOR_USER, LocalCluster, default_bin_dir
-from modelship_operator.resources.names import REST_PORT
+from modelship_operator.resources.names import HEALTH_PORT, REST_PORT
 from modelship_operator.resources.trainingjob.names import METRICS_PORT
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "modelship"
@@ -231,7 +231,7 @@ def test_network_policy_reaches_the_ports_the_operator_uses() -> None:
     docs = _monitoring_objects("--set", "networkPolicy.enabled=true")
     policy: dict[str, Any] = docs["NetworkPolicy"]  # type: ignore[assignment]
     egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
-    assert {REST_PORT, METRICS_PORT, 6443, 53, 9090} <= egress_ports
+    assert {REST_PORT, HEALTH_PORT, METRICS_PORT, 6443, 53, 9090} <= egress_ports
     ingress_ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
     assert ingress_ports == {"metrics", "health"}
 
@@ -248,15 +248,23 @@ def test_pod_monitor_gives_the_labels_the_autoscaler_groups_by() -> None:
     spec: dict[str, Any] = docs["PodMonitor"]["spec"]  # type: ignore[assignment]
     assert spec["namespaceSelector"] == {"any": True}
     assert spec["selector"]["matchLabels"] == {"app.kubernetes.io/name": "modelship-server"}
-    (endpoint,) = spec["podMetricsEndpoints"]
-    assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == ("http", "/metrics", "2s")
-    targets = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
-    assert targets == {
-        "namespace": ["__meta_kubernetes_namespace"],
-        # The pod label modelship.dev/modeldeployment, as Kubernetes discovery spells it.
-        "modeldeployment": ["__meta_kubernetes_pod_label_modelship_dev_modeldeployment"],
-        "pod": ["__meta_kubernetes_pod_name"],
-    }
+    # One endpoint per port a pod may serve plain-HTTP metrics on (the operator's
+    # monitoring_port), each keeping only the pods whose prometheus.io/port annotation names it.
+    keeps = {}
+    for endpoint in spec["podMetricsEndpoints"]:
+        assert (endpoint["path"], endpoint["interval"]) == ("/metrics", "2s")
+        keep, *labels = endpoint["relabelings"]
+        assert keep["action"] == "keep"
+        assert keep["sourceLabels"] == ["__meta_kubernetes_pod_annotation_prometheus_io_port"]
+        keeps[endpoint["port"]] = int(keep["regex"])
+        targets = {r["targetLabel"]: r["sourceLabels"] for r in labels}
+        assert targets == {
+            "namespace": ["__meta_kubernetes_namespace"],
+            # The pod label modelship.dev/modeldeployment, as Kubernetes discovery spells it.
+            "modeldeployment": ["__meta_kubernetes_pod_label_modelship_dev_modeldeployment"],
+            "pod": ["__meta_kubernetes_pod_name"],
+        }
+    assert keeps == {"http": REST_PORT, "health": HEALTH_PORT}
 
 
 def test_service_monitor_scrapes_the_operators_metrics_port() -> None:
