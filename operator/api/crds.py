@@ -128,6 +128,10 @@ def openapi_schema(kind: Kind, *, keep_examples: bool = False) -> JsonSchema:
         },
         **body["properties"],
     }
+    if "status" in body["properties"]:
+        # A new object reads as observedGeneration 0 until the operator writes its status, so
+        # kstatus (Flux, `kubectl wait`-style tools) sees InProgress, never an unobserved Current.
+        body["properties"]["status"]["default"] = {"observedGeneration": 0}
     return body
 
 
