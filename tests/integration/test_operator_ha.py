@@ -118,7 +118,9 @@ def replicas(crds_installed: LocalCluster) -> Iterator[Replicas]:
         yield group
     finally:
         group.stop_all()
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        # Gone before the session's operator is back: it would reconcile a terminating namespace
+        # while later tests count its writes.
+        cluster.kubectl("delete", "namespace", namespace, "--timeout=120s", timeout=150)
         if session_operator:
             product.start_operator(cluster, "--resync-seconds=15")
 
