@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kube_helpers import model_deployment, new_namespace, wait_for
+from kube_helpers import POD_SECURITY_LABELS, model_deployment, new_namespace, wait_for
 from modelship_localcluster.cluster import LocalCluster
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "modelship"
@@ -218,3 +218,47 @@ def test_namespaced_install_writes_only_in_watched_namespaces(
         _helm(cluster, "uninstall", release, f"--namespace={home}")
         for namespace in (home, watched, unwatched):
             cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def test_operator_pods_pass_restricted_pod_security(crds_installed: LocalCluster) -> None:
+    """A pod from the chart's Deployment template, created (server-side dry run) in a namespace
+    enforcing the restricted Pod Security level: the real PodSecurity admission takes it."""
+    cluster = crds_installed
+    namespace = new_namespace(cluster, "chart-podsecurity")
+    cluster.kubectl(
+        "label",
+        "--overwrite",
+        "namespace",
+        namespace,
+        *(f"{k}={v}" for k, v in POD_SECURITY_LABELS.items()),
+    )
+    cluster.kubectl("create", "serviceaccount", "modelship-operator", "-n", namespace)
+    try:
+        rendered = _helm(
+            cluster,
+            "template",
+            "ms",
+            str(CHART),
+            f"--namespace={namespace}",
+            "--kube-version=1.36.0",
+            "--set",
+            "prometheus.url=https://prom:9090,prometheus.tlsSecret.name=prom-tls",
+        )
+        (deployment,) = [
+            d for d in yaml.safe_load_all(rendered.stdout) if d and d["kind"] == "Deployment"
+        ]
+        template = deployment["spec"]["template"]
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "operator-probe", "labels": template["metadata"]["labels"]},
+            "spec": template["spec"],
+        }
+        result = cluster.kubectl(
+            "create", "--dry-run=server", "-n", namespace, "-f", "-",
+            input_text=yaml.safe_dump(pod), check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "would violate" not in result.stderr, result.stderr
+    finally:
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false")
