@@ -323,9 +323,9 @@ class NetworkPolicy(ApiModel):
     )
     prometheus: NetworkPeer = Field(
         default_factory=default_prometheus_peer,
-        description="Who may scrape /metrics. The server serves it on the REST port, so these "
-        "pods reach that port. Default: pods labelled app.kubernetes.io/name=prometheus in "
-        "any namespace.",
+        description="Who may scrape /metrics, on the plain-HTTP port it is served on (REST; "
+        "with server.tls the health port), which the operator's pods also reach for the version "
+        "check. Default: pods labelled app.kubernetes.io/name=prometheus in any namespace.",
         json_schema_extra={
             "default": {"namespaceSelector": {}, "podSelector": {"matchLabels": PROMETHEUS_LABELS}}
         },

@@ -39,7 +39,7 @@ def desired_children(
     if spec.batching is not None and spec.batching.enabled:
         children["ConfigMap"] = build_batching_config(ref, spec.batching)
     if spec.network_policy is not None:
-        children["NetworkPolicy"] = build_network_policy(ref, spec.network_policy)
+        children["NetworkPolicy"] = build_network_policy(ref, spec, spec.network_policy)
     if is_keda(spec) and metrics is not None and keda_blocker(spec, metrics) is None:
         children["ScaledObject"] = build_scaled_object(ref, spec, metrics)
     children["Deployment"]["metadata"]["annotations"] = {GENERATION_ANNOTATION: str(ref.generation)}

@@ -47,7 +47,11 @@ def test_network_policy_is_admitted_and_follows_the_spec(operator: LocalCluster)
         {
             "namespaceSelector": {},
             "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
-        }
+        },
+        {
+            "namespaceSelector": {},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "modelship-operator"}},
+        },
     ]
     assert prometheus["ports"] == [{"protocol": "TCP", "port": 8501}]
     owner = policy["metadata"]["ownerReferences"][0]

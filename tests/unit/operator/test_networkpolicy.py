@@ -48,15 +48,27 @@ def test_listed_peers_reach_rest_and_grpc_prometheus_only_the_metrics_port() -> 
     clients, prometheus = spec["ingress"]
     assert clients["from"] == [{"namespaceSelector": TEAM_A}, {"podSelector": FRONTEND}]
     assert {p["port"] for p in clients["ports"]} == {8501, 8500}
+    # Prometheus scrapes, and the operator asks the version, on the plain-HTTP REST port.
     assert prometheus == {
         "from": [
             {
                 "namespaceSelector": {},
                 "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
-            }
+            },
+            {
+                "namespaceSelector": {},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "modelship-operator"}},
+            },
         ],
         "ports": [{"protocol": "TCP", "port": 8501}],
     }
+
+
+def test_with_tls_monitoring_moves_to_the_health_port() -> None:
+    spec = _spec(server={"tls": {"secretName": "hp2-tls"}}, networkPolicy={"allowFrom": []})
+    policy = desired_children(REF, spec)["NetworkPolicy"]
+    (monitoring,) = policy["spec"]["ingress"]
+    assert monitoring["ports"] == [{"protocol": "TCP", "port": 8502}]
 
 
 def test_both_selectors_in_one_peer_mean_those_pods_of_those_namespaces() -> None:
@@ -75,7 +87,7 @@ def test_empty_allow_from_admits_only_prometheus() -> None:
 def test_prometheus_peer_can_be_narrowed() -> None:
     monitoring = {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
     policy = _policy({"prometheus": {"namespaceSelector": monitoring}})
-    assert policy["spec"]["ingress"][-1]["from"] == [{"namespaceSelector": monitoring}]
+    assert policy["spec"]["ingress"][-1]["from"][0] == {"namespaceSelector": monitoring}
 
 
 def test_a_peer_needs_a_selector() -> None:
