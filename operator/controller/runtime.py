@@ -18,6 +18,7 @@ from ..resources.scheduling import cpu_request_cores
 from ..settings import PrometheusSettings
 from .autoscaler import Autoscaler, Target, client_for
 from .base import CHILD_INDEXES, KindController, only
+from .object_metrics import forget_model_deployment, record_model_deployment
 from .plan import Snapshot
 from .queue import Key
 from .reconcile import reconcile
@@ -82,6 +83,7 @@ class Controller(KindController):
         body = self.body(key)
         if body is None:
             return None  # deleted: the garbage collector removes the children
+        record_model_deployment(key, body)
         # One object of each kind (named after the ModelDeployment).
         children = {kind: live[0] for kind, live in self.children(key).items()}
         job_name = (body.get("spec") or {}).get("trainingJobName")
@@ -104,6 +106,7 @@ class Controller(KindController):
         return None
 
     def forget(self, key: Key) -> None:
+        forget_model_deployment(key)
         if self._prober is not None:
             self._prober.forget(key)  # deleted: nothing left to ask about
 

@@ -135,7 +135,7 @@ def test_alerts_parse_with_promtool(tmp_path: Path) -> None:
     (tmp_path / "alerts.yaml").write_text(yaml.safe_dump({"groups": _alert_groups()}))
     result = _promtool_run("check", "rules", "alerts.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 rules found" in result.stdout, result.stdout
+    assert "5 rules found" in result.stdout, result.stdout
 
 
 def test_alerts_fire_when_the_operator_is_down_and_a_model_is_slow(tmp_path: Path) -> None:
@@ -144,7 +144,7 @@ def test_alerts_fire_when_the_operator_is_down_and_a_model_is_slow(tmp_path: Pat
     groups = _alert_groups(
         "monitoring.alerts.p99LatencyMs=100,monitoring.alerts.p99For=2m,"
         "monitoring.alerts.operatorDownFor=3m,monitoring.alerts.labels.severity=page,"
-        "monitoring.alerts.noSingleLeaderFor=2m"
+        "monitoring.alerts.noSingleLeaderFor=2m,monitoring.alerts.notReadyFor=3m"
     )
     (tmp_path / "alerts.yaml").write_text(yaml.safe_dump({"groups": groups}))
     bucket = (
@@ -157,6 +157,28 @@ def test_alerts_fire_when_the_operator_is_down_and_a_model_is_slow(tmp_path: Pat
         # none leads, 2 minutes and more: the alert fires at minute 7, not before).
         {"series": _leader("a"), "values": "1x4 0x10"},
         {"series": _leader("b"), "values": "0x7 1x10"},
+        # The operator's per-object gauges: "web" is not Ready from minute 3 on (the alert fires
+        # 3 minutes later); "train" fails at minute 5 (the alert fires at once).
+        {
+            "series": _operator("modelship_modeldeployment_ready", 'modeldeployment="web"'),
+            "values": "1x2 0x15",
+        },
+        {
+            "series": _operator("modelship_modeldeployment_ready", 'modeldeployment="ok"'),
+            "values": "1x17",
+        },
+        {
+            "series": _operator(
+                "modelship_trainingjob_state", 'trainingjob="train",state="Failed"'
+            ),
+            "values": "0x4 1x10",
+        },
+        {
+            "series": _operator(
+                "modelship_trainingjob_state", 'trainingjob="train",state="Running"'
+            ),
+            "values": "1x4 0x10",
+        },
         {"series": bucket % ("fast", "50000"), "values": "0+60x20"},
         {"series": bucket % ("fast", "+Inf"), "values": "0+60x20"},
         {"series": bucket % ("slow", "200000"), "values": "0x20"},
@@ -196,6 +218,54 @@ def test_alerts_fire_when_the_operator_is_down_and_a_model_is_slow(tmp_path: Pat
                         "eval_time": "9m",
                         "alertname": "ModelshipOperatorNoSingleLeader",
                         "exp_alerts": [],
+                    },
+                    {
+                        "eval_time": "5m",
+                        "alertname": "ModelshipModelDeploymentNotReady",
+                        "exp_alerts": [],
+                    },
+                    {
+                        "eval_time": "6m",
+                        "alertname": "ModelshipModelDeploymentNotReady",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "namespace": "ml",
+                                    "modeldeployment": "web",
+                                    "severity": "page",
+                                },
+                                "exp_annotations": {
+                                    "summary": "A ModelDeployment has not been Ready for 3m.",
+                                    "description": "ModelDeployment ml/web has not been Ready "
+                                    "for 3m; `kubectl describe` it for the reason in its Ready "
+                                    "condition.",
+                                },
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "4m",
+                        "alertname": "ModelshipTrainingJobFailed",
+                        "exp_alerts": [],
+                    },
+                    {
+                        "eval_time": "5m",
+                        "alertname": "ModelshipTrainingJobFailed",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "namespace": "ml",
+                                    "trainingjob": "train",
+                                    "severity": "page",
+                                },
+                                "exp_annotations": {
+                                    "summary": "A TrainingJob failed.",
+                                    "description": "TrainingJob ml/train failed; its Stalled "
+                                    "condition says why (backoff limit, deadline or a "
+                                    "non-retryable exit code).",
+                                },
+                            }
+                        ],
                     },
                     # up turns 0 at minute 5; firing 3 minutes later, not before.
                     {"eval_time": "7m", "alertname": "ModelshipOperatorDown", "exp_alerts": []},
@@ -237,6 +307,10 @@ def test_alerts_fire_when_the_operator_is_down_and_a_model_is_slow(tmp_path: Pat
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
     result = _promtool_run("test", "rules", "tests.yaml", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _operator(metric: str, labels: str) -> str:
+    return f'{metric}{{job="ms-operator-metrics",namespace="ml",pod="a",{labels}}}'
 
 
 def _leader(pod: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from ...kube import KubeApi
 from ..base import KindController
+from ..object_metrics import forget_training_job, record_training_job
 from ..queue import Key
 from .progress import ProgressProber
 from .reconcile import TrainingSnapshot, reconcile_training, role_of
@@ -24,6 +25,7 @@ class TrainingJobController(KindController):
         body = self.body(key)
         if body is None:
             return None
+        record_training_job(key, body)
         children = self.children(key)
         jobs = {}
         for job in children.get("Job", ()):
@@ -36,6 +38,9 @@ class TrainingJobController(KindController):
 
     def reconcile(self, snapshot: Any, api: KubeApi) -> float | None:
         return reconcile_training(snapshot, api, self._prober)
+
+    def forget(self, key: Key) -> None:
+        forget_training_job(key)
 
 
 TRAINING_JOB_CONTROLLER = TrainingJobController()
