@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kube_helpers import POD_SECURITY_LABELS
 from modelship_localcluster import product
 from modelship_localcluster.cli import install_crds
 from modelship_localcluster.cluster import LocalCluster
@@ -39,6 +40,9 @@ def cluster() -> Iterator[LocalCluster]:
         shutil.rmtree(root)
     local = LocalCluster(root=root)
     local.start()
+    # `default` is a test namespace too (some tests use it): restricted, like the others.
+    labels = [f"{key}={value}" for key, value in POD_SECURITY_LABELS.items()]
+    local.kubectl("label", "namespace", "default", "--overwrite", *labels)
     yield local
     # Logs stay in .cluster/pytest/logs for a look after a failed run.
     local.stop()

@@ -25,9 +25,47 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60) -> T
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+# Pod Security Standards: every test namespace enforces "restricted", so the apiserver's
+# PodSecurity admission refuses any pod (ours or a test's) that would not run on a hardened
+# cluster. A refusal is a 403 naming the field, at create time, or a ReplicaSet's FailedCreate.
+POD_SECURITY_LEVEL = "restricted"
+POD_SECURITY_LABELS = {
+    f"pod-security.kubernetes.io/{mode}": POD_SECURITY_LEVEL for mode in ("enforce", "warn")
+}
+# What a restricted pod needs: the pod's and each container's security context.
+RESTRICTED_POD_SECURITY = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def namespace_object(name: str) -> dict[str, Any]:
+    """A test namespace as the API takes it, with the Pod Security labels."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": dict(POD_SECURITY_LABELS)},
+    }
+
+
+def restricted(pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """A test's own pod spec, with the security contexts the restricted level asks for (kept
+    where the test set its own)."""
+    pod_spec.setdefault("securityContext", {}).update(
+        {k: v for k, v in RESTRICTED_POD_SECURITY.items() if k not in pod_spec["securityContext"]}
+    )
+    for key in ("initContainers", "containers"):
+        for container in pod_spec.get(key, []):
+            context = container.setdefault("securityContext", {})
+            for field, value in RESTRICTED_CONTAINER_SECURITY.items():
+                context.setdefault(field, value)
+    return pod_spec
+
+
 def new_namespace(cluster: LocalCluster, prefix: str) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "namespace", name)
+    cluster.kubectl("create", "-f", "-", input_text=json.dumps(namespace_object(name)))
     # Pods are refused until the namespace's default service account exists.
 
     def account() -> str:

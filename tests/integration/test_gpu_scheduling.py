@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+from kube_helpers import restricted
 from modelship_localcluster.cluster import LocalCluster
 from modelship_localcluster.nodes import DEFAULT_POOLS, build_nodes
 
@@ -32,7 +33,7 @@ def _deployment(name: str, replicas: int, gpus: int, tolerate: bool) -> dict[str
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": pod},
+            "template": {"metadata": {"labels": labels}, "spec": restricted(pod)},
         },
     }
 

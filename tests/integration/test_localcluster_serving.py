@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube_helpers import new_namespace, wait_for
+from kube_helpers import new_namespace, restricted, wait_for
 from modelship_localcluster.cluster import LocalCluster
 from modelship_localcluster.components.process import free_port, port_open
 from storage_helpers import modelship_fetch
@@ -83,6 +83,7 @@ def test_prometheus_discovers_pods_with_node_metadata_and_keeps_only_process_pod
             "containers": [{"name": "server", "image": "example.invalid/server:1"}],
         },
     }
+    restricted(pod["spec"])
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input_text=json.dumps(pod))
     cluster.kubectl("wait", "--for=condition=Ready", "pod/fake-server", "-n", namespace)
 

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube_helpers import new_namespace, wait_for
+from kube_helpers import new_namespace, restricted, wait_for
 from modelship_localcluster.cluster import LocalCluster
 from modelship_operator.controller.status import pod_problem
 
 HERE = Path(__file__).resolve().parent
-MODEL = HERE.parents[2] / "shared" / "testdata" / "tf-serving" / "saved_model_half_plus_two_cpu"
 SERVER_IMAGE = "ghcr.io/modelship/modelship:dev"
 FAKE_IMAGE = "example.test/fakeapp:1"
 PROCESS_LABEL = "node.modelship.dev/runs-processes"
@@ -137,6 +136,7 @@ def create_pod(cluster: LocalCluster, namespace: str, node: str | None, pod: dic
     if node is not None:
         spec["nodeName"] = node
     spec.setdefault("terminationGracePeriodSeconds", 5)
+    restricted(spec)
     body = {"apiVersion": "v1", "kind": "Pod", **pod}
     cluster.request("POST", f"/api/v1/namespaces/{namespace}/pods", body)
     return str(pod["metadata"]["name"])
@@ -228,8 +228,9 @@ def test_node_is_ready_and_its_lease_renewed(
 def test_model_server_pod_with_init_container_serves_predictions(
     cluster: LocalCluster, namespace: str, processpods: ProcessPods
 ) -> None:
-    if not MODEL.exists():
-        pytest.skip(f"TF Serving's reference model is not at {MODEL}")
+    # The model comes from the local model store as a ModelDeployment's pod fetches it: a
+    # hostPath volume would be refused by the namespace's restricted Pod Security level.
+    cluster.model_store_secret(namespace)
     # Placed by the real scheduler through the node's label and taint.
     create_pod(
         cluster,
@@ -238,7 +239,11 @@ def test_model_server_pod_with_init_container_serves_predictions(
         {
             "metadata": {"name": "hp2"},
             "spec": {
-                "nodeSelector": {PROCESS_LABEL: "true"},
+                # The hostname too: the cluster's own process node carries the same label.
+                "nodeSelector": {
+                    PROCESS_LABEL: "true",
+                    "kubernetes.io/hostname": processpods.node,
+                },
                 "tolerations": [
                     {"key": PROCESS_LABEL, "operator": "Exists", "effect": "NoSchedule"}
                 ],
@@ -249,12 +254,13 @@ def test_model_server_pod_with_init_container_serves_predictions(
                         "command": [
                             "modelship",
                             "fetch",
-                            "--uri=file:///mnt/models",
-                            "--dest=/mnt/copy",
+                            "--uri=s3://models/half-plus-two",
+                            "--dest=/mnt/models",
                         ],
+                        "envFrom": [{"secretRef": {"name": "local-model-store"}}],
                         "volumeMounts": [
-                            {"name": "models", "mountPath": "/mnt/models", "readOnly": True},
-                            {"name": "copy", "mountPath": "/mnt/copy"},
+                            {"name": "models", "mountPath": "/mnt/models"},
+                            {"name": "scratch", "mountPath": "/tmp"},
                         ],
                     }
                 ],
@@ -275,8 +281,7 @@ def test_model_server_pod_with_init_container_serves_predictions(
                     }
                 ],
                 "volumes": [
-                    {"name": "models", "hostPath": {"path": str(MODEL), "type": "Directory"}},
-                    {"name": "copy", "emptyDir": {}},
+                    {"name": "models", "emptyDir": {}},
                     {"name": "scratch", "emptyDir": {}},
                 ],
             },
@@ -452,10 +457,8 @@ def test_failing_liveness_probe_restarts_the_container(
 
 
 def test_deletion_runs_prestop_then_sigterm_and_removes_the_pod(
-    cluster: LocalCluster, namespace: str, processpods: ProcessPods, tmp_path: Path
+    cluster: LocalCluster, namespace: str, processpods: ProcessPods
 ) -> None:
-    out = tmp_path / "out"
-    out.mkdir()
     volume_mount = [{"name": "out", "mountPath": "/mnt/out"}]
     create_pod(
         cluster,
@@ -483,7 +486,9 @@ def test_deletion_runs_prestop_then_sigterm_and_removes_the_pod(
                         volumeMounts=volume_mount,
                     ),
                 ],
-                "volumes": [{"name": "out", "hostPath": {"path": str(out)}}],
+                # emptyDir (restricted refuses hostPath): the pod's containers share it, and
+                # what each saw at SIGTERM is read from its log, which outlives the pod.
+                "volumes": [{"name": "out", "emptyDir": {}}],
             },
         },
     )
@@ -499,8 +504,9 @@ def test_deletion_runs_prestop_then_sigterm_and_removes_the_pod(
     pids = [pid_of(container(pod, name)) for name in ("hooked", "sleepy")]
     cluster.kubectl("delete", "pod", "graceful", "-n", namespace, "--wait=false")
     wait_gone(cluster, namespace, "graceful")
-    assert (out / "hooked-term").read_text() == "SIGTERM after\n"
-    assert (out / "sleepy-term").read_text() == "SIGTERM before\n"
+    logs = processpods.logs
+    assert "got SIGTERM (after)" in (logs / f"{namespace}_graceful_hooked.log").read_text()
+    assert "got SIGTERM (before)" in (logs / f"{namespace}_graceful_sleepy.log").read_text()
     assert not any(alive(pid) for pid in pids)
     log = processpods.log.read_text()
     assert f"{namespace}/graceful: preStop of sleepy done" in log

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube_helpers import new_namespace, wait_for
+from kube_helpers import new_namespace, restricted, wait_for
 from modelship_localcluster.cluster import LocalCluster
 
 IMAGE = "example.test/peers:1"
@@ -249,6 +249,7 @@ def indexed_job(
             },
         },
     }
+    restricted(body["spec"]["template"]["spec"])
     cluster.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body)
 
 

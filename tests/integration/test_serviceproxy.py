@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 import pytest
+from kube_helpers import namespace_object, restricted
 from modelship_localcluster.cluster import LocalCluster
 from modelship_operator.resources.names import GRPC_PORT, REST_PORT, ModelDeploymentRef
 from modelship_operator.resources.service import build_service
@@ -117,20 +118,22 @@ class World:
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": name, "namespace": self.namespace, "labels": labels},
-            "spec": {
-                "nodeName": self.node,
-                "automountServiceAccountToken": False,
-                "containers": [
-                    {
-                        "name": "server",
-                        "image": "example.invalid/server:1",
-                        "ports": [
-                            {"name": port_name, "containerPort": number}
-                            for port_name, number in ports.items()
-                        ],
-                    }
-                ],
-            },
+            "spec": restricted(
+                {
+                    "nodeName": self.node,
+                    "automountServiceAccountToken": False,
+                    "containers": [
+                        {
+                            "name": "server",
+                            "image": "example.invalid/server:1",
+                            "ports": [
+                                {"name": port_name, "containerPort": number}
+                                for port_name, number in ports.items()
+                            ],
+                        }
+                    ],
+                }
+            ),
         }
         deadline = time.monotonic() + CONVERGE_SECONDS
         while True:  # a new namespace refuses pods until its default ServiceAccount exists
@@ -290,7 +293,7 @@ def world(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> It
         proxy_url=f"http://127.0.0.1:{port}",
         proxy_log=log,
     )
-    world.api("POST", "/api/v1/namespaces", {"metadata": {"name": world.namespace}})
+    world.api("POST", "/api/v1/namespaces", namespace_object(world.namespace))
     create_node(world)
     heartbeat = NodeHeartbeat(world)
     heartbeat.start()
