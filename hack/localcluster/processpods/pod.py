@@ -30,7 +30,6 @@ from .spec import (
     container_env,
     expand_argv,
     map_argv,
-    map_env,
     mounts,
     termination_path,
     tmp_folder,
@@ -368,9 +367,13 @@ class PodWorker(threading.Thread):
             table = mounts(spec, self._folders())
             facts = PodFacts.of(self.pod, self.pod_ip, HOST_IP)
             env = container_env(
-                spec, facts, home=self.pod_dir, tmp_dir=tmp_folder(table), lookup=self._lookup
+                spec,
+                facts,
+                home=self.pod_dir,
+                tmp_dir=tmp_folder(table),
+                lookup=self._lookup,
+                table=table,
             )
-            env = map_env(env, table)
         except ConfigError as err:
             self._note(f"cannot configure {run.name}: {err}")
             run.mark_waiting("CreateContainerConfigError", str(err))
@@ -387,8 +390,10 @@ class PodWorker(threading.Thread):
             run.ran_before = True
             self._exited_with(run, ended)
             return
+        # The container's own arguments point into its mounts; what the node adds (the
+        # termination log) is a path of this machine already, even under a mount path like /tmp.
+        launch = image_map.Launch(map_argv(expand_argv(launch.argv, env), table), launch.program)
         argv = image_map.finish_argv(launch, pod_ip=self.pod_ip, termination_log=termination_log)
-        argv = map_argv(expand_argv(argv, env), table)
         workdir = spec.get("workingDir")
         cwd = Path(map_argv(["", workdir], table)[1]) if workdir else self.pod_dir
         if not cwd.is_dir():
@@ -477,7 +482,12 @@ class PodWorker(threading.Thread):
                 table = mounts(spec, self._folders())
                 facts = PodFacts.of(self.pod, pod_ip, HOST_IP)
                 env = container_env(
-                    spec, facts, home=self.pod_dir, tmp_dir=tmp_folder(table), lookup=self._lookup
+                    spec,
+                    facts,
+                    home=self.pod_dir,
+                    tmp_dir=tmp_folder(table),
+                    lookup=self._lookup,
+                    table=table,
                 )
             except (image_map.ImageNotFoundError, image_map.ProgramNotFoundError, ConfigError):
                 return 127

@@ -74,12 +74,6 @@ def map_arg(arg: str, table: Sequence[Mount]) -> str:
     return _local_value(arg, table)
 
 
-def map_env(env: Mapping[str, str], table: Sequence[Mount]) -> dict[str, str]:
-    """Values naming a mount path (`/mnt/x`, `file:///mnt/x`) point into the mount's folder, as
-    arguments do: a program reads its paths from either."""
-    return {name: _local_value(value, table) for name, value in env.items()}
-
-
 def map_argv(argv: Sequence[str], table: Sequence[Mount]) -> list[str]:
     """The program (a path of this machine) stays; its arguments are mapped."""
     return [argv[0], *(map_arg(arg, table) for arg in argv[1:])]
@@ -176,8 +170,11 @@ def container_env(
     home: Path,
     tmp_dir: Path | None,
     lookup: Lookup,
+    table: Sequence[Mount] = (),
 ) -> dict[str, str]:
-    """The process environment: a base like an image's, then envFrom, then env (later wins)."""
+    """The process environment: a base like an image's, then envFrom, then env (later wins).
+    An env `value` naming a mount path (`/mnt/x`, `file:///mnt/x`) points into the mount's
+    folder, as arguments do; the node's own values (HOME, TMPDIR) are paths here already."""
     env = {"PATH": BASE_PATH, "HOME": str(home), "HOSTNAME": facts.name}
     if tmp_dir is not None:
         env["TMPDIR"] = str(tmp_dir)
@@ -196,7 +193,7 @@ def container_env(
     for var in container.get("env") or []:
         value = _env_value(var, facts, lookup, env)
         if value is not None:
-            env[var["name"]] = value
+            env[var["name"]] = _local_value(value, table) if "valueFrom" not in var else value
     return env
 
 
