@@ -1,1 +1,2 @@
-"""Pure builders: a ModelDeployment in, the child objects it should have out. No I/O here."""
+"""Pure builders: one of our objects in (ModelDeployment here, TrainingJob in trainingjob/), the
+child objects it should have out. No I/O here."""
