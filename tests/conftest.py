@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from kube_helpers import POD_SECURITY_LABELS
 from modelship_localcluster import product
-from modelship_localcluster.cli import install_crds
+from modelship_localcluster.cli import install_admission, install_crds
 from modelship_localcluster.cluster import LocalCluster
 from storage_helpers import S3Server
 from storage_servers import s3_server_in
@@ -57,7 +57,10 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 
 @pytest.fixture(scope="session")
 def crds_installed(cluster: LocalCluster) -> LocalCluster:
+    """The CRDs, and the admission policies the CRDs' own rules cannot express, in effect:
+    `install_admission` returns once a request over its limit is refused in each kind."""
     install_crds(cluster, ROOT / "crds")
+    install_admission(cluster, ROOT / "admission")
     return cluster
 
 

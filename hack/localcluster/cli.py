@@ -28,6 +28,51 @@ def install_crds(cluster: LocalCluster, crds: Path) -> None:
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(crds))
 
 
+# Refused by admission/ once it is in effect: a request over its limit, in each kind.
+_OVER_LIMIT = """
+apiVersion: modelship.dev/v1alpha1
+kind: {kind}
+metadata: {{name: admission-probe}}
+spec: {spec}
+"""
+_OVER = "{requests: {cpu: 2}, limits: {cpu: 1}}"
+_PROBES = {
+    "ModelDeployment": f"{{storageUri: 's3://models/m', server: {{resources: {_OVER}}}}}",
+    "TrainingJob": f"{{replicaSpecs: {{worker: {{replicas: 1, image: tf, resources: {_OVER}}}}}}}",
+}
+
+
+def install_admission(cluster: LocalCluster, folder: Path, timeout: float = 60) -> None:
+    """Apply the ValidatingAdmissionPolicies and their bindings, and return once the apiserver
+    enforces them: a policy takes a moment to be compiled and picked up after it is created."""
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=modelship-cluster",
+        "-f",
+        str(folder),
+    )
+    deadline = time.monotonic() + timeout
+    pending = dict(_PROBES)
+    while pending:
+        for kind, spec in list(pending.items()):
+            result = cluster.kubectl(
+                "create",
+                "--dry-run=server",
+                "-f",
+                "-",
+                input_text=_OVER_LIMIT.format(kind=kind, spec=spec),
+                check=False,
+            )
+            if "ValidatingAdmissionPolicy" in result.stderr:
+                del pending[kind]
+        if pending and time.monotonic() > deadline:
+            raise ClusterError(f"admission policies from {folder} not in effect for {pending}")
+        if pending:
+            time.sleep(0.2)
+
+
 def shell_exports(cluster: LocalCluster) -> list[str]:
     """`export` lines pointing a shell at the cluster: kubectl, and the URLs of what it serves."""
     exports = [f"export KUBECONFIG={cluster.kubeconfig}", f"export PATH={cluster.bin_dir}:$PATH"]
@@ -76,6 +121,9 @@ def _up(args: argparse.Namespace) -> int:
     if args.crds and args.crds.exists():
         install_crds(cluster, args.crds)
         print(f"CRDs from {args.crds} installed")
+    if args.admission and args.admission.exists():
+        install_admission(cluster, args.admission)
+        print(f"admission policies from {args.admission} in effect")
     if args.operator and "operator" not in cluster.pids:
         product.install_chart(cluster, args.chart)
         product.start_operator(cluster)
@@ -144,6 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--bin-dir", type=Path, default=default_bin_dir())
     up.add_argument("--nodes", type=Path, help="YAML list of node pools (default: 2 CPU, 3 GPU)")
     up.add_argument("--crds", type=Path, default=Path("crds"), help="CRD folder to apply")
+    up.add_argument(
+        "--admission",
+        type=Path,
+        default=Path("admission"),
+        help="ValidatingAdmissionPolicy folder to apply",
+    )
     up.add_argument("--chart", type=Path, default=Path("charts/modelship"), help="Helm chart")
     up.add_argument(
         "--no-operator",

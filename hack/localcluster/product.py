@@ -34,7 +34,8 @@ def helm(
 
 def install_chart(cluster: LocalCluster, chart: Path) -> None:
     """The chart's RBAC and ServiceAccount; its operator Deployment scaled to zero, since the
-    operator process on the host takes its place. The CRDs come from crds/ (`install_crds`)."""
+    operator process on the host takes its place. The CRDs come from crds/ (`install_crds`), the
+    admission policies from admission/ (`install_admission`)."""
     helm(
         cluster,
         "upgrade",
@@ -44,7 +45,7 @@ def install_chart(cluster: LocalCluster, chart: Path) -> None:
         f"--namespace={OPERATOR_NAMESPACE}",
         "--create-namespace",
         "--set",
-        "replicas=0,crds.install=false",
+        "replicas=0,crds.install=false,admissionPolicy.enabled=false",
         "--wait",
     )
 

@@ -53,8 +53,11 @@ GPU_RESOURCE = "nvidia.com/gpu"
 
 # A quantity as pods take it: a string in Kubernetes' grammar or a plain number (`cpu: 0.5`).
 # int-or-string would refuse 0.5 and a structural schema has no number-or-string, so the value
-# is untyped: `pattern` then checks strings only and `minimum` numbers only. CEL cannot see
-# untyped values, so requests-within-limits is checked by the operator (InvalidSpec).
+# is untyped: `pattern` then checks strings only and `minimum` numbers only. A CRD's CEL rules
+# cannot read untyped values, so requests-within-limits is refused at admission by the
+# ValidatingAdmissionPolicies of admission.py (whose CEL sees them as dyn: `string()` of a number,
+# then Kubernetes' quantity library), and checked again by the operator (InvalidSpec), which is
+# all that remains where the policies are not installed (chart value admissionPolicy.enabled).
 # Strict: the schema cannot refuse `cpu: true` or an object there, so the typed model does.
 Quantity = Annotated[
     StrictInt | StrictFloat | StrictStr,

@@ -64,6 +64,10 @@ def test_chart_renders_rbac_deployment_and_crds() -> None:
         "RoleBinding",
         "RoleBinding",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicyBinding",
     ]
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
@@ -95,6 +99,36 @@ def test_crds_are_templates_that_can_be_left_out() -> None:
         )
         assert crd["spec"] == plain["spec"]
         assert plain["metadata"]["labels"].items() <= crd["metadata"]["labels"].items()
+
+
+ADMISSION_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+
+
+def test_admission_policies_are_admission_folder_named_after_the_release() -> None:
+    """The same policies and bindings as admission/ (the generator's one source), named after
+    the release; admissionPolicy.enabled=false leaves them out."""
+    plain = [
+        d
+        for d in yaml.safe_load_all(
+            (CHART.parents[1] / "admission" / "requests-within-limits.yaml").read_text()
+        )
+        if d
+    ]
+    rendered = {
+        (d["kind"], d["metadata"]["name"]): d for d in _render() if d["kind"] in ADMISSION_KINDS
+    }
+    assert len(rendered) == len(plain) == 4
+    for doc in plain:
+        name = "ms" + doc["metadata"]["name"].removeprefix("modelship")
+        chart_doc = rendered[(doc["kind"], name)]
+        spec = chart_doc["spec"]
+        if "policyName" in spec:
+            assert spec["policyName"] == name
+            spec = {**spec, "policyName": doc["spec"]["policyName"]}
+        assert spec == doc["spec"]
+        assert chart_doc["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    off = _render("admissionPolicy.enabled=false")
+    assert not [d for d in off if d["kind"] in ADMISSION_KINDS]
 
 
 def _render(*values: str) -> list[dict[str, Any]]:
@@ -311,6 +345,7 @@ def test_recording_rules_cover_every_builtin_metric_kind() -> None:
         ("replicas=11", "replicas"),
         ("leaderElection.enabled=false", "replicas"),  # 2 replicas would both write
         ("crds.install=yes", "install"),
+        ("admissionPolicy.enabled=yes", "enabled"),
         ("podDisruptionBudget.minAvailable=-1", "minAvailable"),
         ("watchNamespaces={Team_A}", "watchNamespaces"),
         ("resources.requests.gpu=1", "gpu"),
