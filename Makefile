@@ -48,6 +48,10 @@ test: setup lint ## Run every test (unit, integration, e2e) against the real con
 test-unit: ## Run the unit tests only
 	$(VENV)/pytest -m unit $(PYTEST_ARGS)
 
+.PHONY: images
+images: ## Build the image (localhost/modelship:dev) with buildah on a debootstrapped base; needs root
+	hack/images/build.sh
+
 .PHONY: protos
 protos: ## Regenerate model_server/proto/*_pb2* from the .proto files
 	$(VENV)/python hack/gen_protos.py
