@@ -131,6 +131,42 @@ def process_role(node: ProcessNode, args: list[str], replicas: int = 1, **extra:
     }
 
 
+def checkpoint_claim(cluster: LocalCluster, ns: str) -> None:
+    """A claim `checkpoints` bound to a PersistentVolume of its own (kwok pods mount nothing)."""
+    volume = f"checkpoints-{ns}"
+    apply(  # cluster-scoped: kubectl ignores the namespace
+        cluster,
+        ns,
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": volume},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "manual",
+                "hostPath": {"path": f"/var/tmp/{volume}"},
+                "claimRef": {"namespace": ns, "name": "checkpoints"},
+            },
+        },
+    )
+    apply(
+        cluster,
+        ns,
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "checkpoints"},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "manual",
+                "volumeName": volume,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+
+
 def training_job(name: str, roles: dict[str, Any], **run_policy: Any) -> dict[str, Any]:
     return {
         "apiVersion": "modelship.dev/v1alpha1",
@@ -207,8 +243,10 @@ def test_roles_become_indexed_jobs_with_tf_config(operator: LocalCluster, ns: st
         "evaluator": kwok_role(1),
     }
     job = training_job("mnist", roles, cleanPodPolicy="None")
-    # An evaluator reads the chief's checkpoints, so it needs shared checkpoint storage.
-    job["spec"]["checkpoints"] = {"storageUri": "file:///var/tmp/modelship-test-checkpoints"}
+    # An evaluator reads the chief's checkpoints, so it needs shared checkpoint storage: a claim
+    # (a restricted namespace refuses hostPath volumes), bound to a PersistentVolume here.
+    job["spec"]["checkpoints"] = {"storageUri": "pvc://checkpoints/mnist"}
+    checkpoint_claim(operator, ns)
     apply(operator, ns, job)
     body = wait_for("the TrainingJob's Jobs", lambda: len(get(operator, ns, "jobs")["items"]) == 4)
     assert body
