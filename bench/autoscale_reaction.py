@@ -42,6 +42,7 @@ from modelship_localcluster.cli import install_crds
 from modelship_localcluster.cluster import LocalCluster
 from modelship_localcluster.loadgen import LoadGenerator
 from modelship_localcluster.nodes import DEFAULT_POOLS, NodePool
+from operator_scale import ready_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = json.dumps({"instances": [1.0, 2.0, 5.0]}).encode()
@@ -66,18 +67,6 @@ def _apply(cluster: LocalCluster, namespace: str, docs: list[dict[str, Any]]) ->
             input_text=yaml.safe_dump_all(docs[i : i + 50]),
             timeout=300,
         )
-
-
-def _namespace(cluster: LocalCluster, name: str) -> None:
-    cluster.kubectl("create", "namespace", name)
-    cluster.kubectl(
-        "wait",
-        "--for=jsonpath={.metadata.name}=default",
-        "serviceaccount/default",
-        "-n",
-        name,
-        "--timeout=60s",
-    )
 
 
 def _get(cluster: LocalCluster, path: str) -> dict[str, Any]:
@@ -133,7 +122,7 @@ def _last_scale_time(cluster: LocalCluster, ns: str, name: str) -> float:
 
 def reaction(cluster: LocalCluster, rounds: int, step_rate: float) -> list[dict[str, float]]:
     ns = "bench-react"
-    _namespace(cluster, ns)
+    ready_namespace(cluster, ns)
     cluster.model_store_secret(ns)
     _apply(
         cluster,
@@ -201,7 +190,7 @@ def _reaction_round(cluster: LocalCluster, ns: str, url: str, rate: float) -> di
 
 def stability(cluster: LocalCluster, seconds: float) -> dict[str, Any]:
     ns = "bench-steady"
-    _namespace(cluster, ns)
+    ready_namespace(cluster, ns)
     cluster.model_store_secret(ns)
     _apply(
         cluster,
@@ -298,7 +287,7 @@ def _cpu_seconds(pid: int) -> float:
 
 def scale(cluster: LocalCluster, objects: int, window: float) -> dict[str, Any]:
     ns = "bench-scale"
-    _namespace(cluster, ns)
+    ready_namespace(cluster, ns)
     names = [f"m{i:04d}" for i in range(objects)]
     exporter = SyntheticExporter(ns, names, value=4.0)
     _add_scrape_job(cluster, exporter.port)

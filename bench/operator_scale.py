@@ -142,6 +142,17 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
 
 
+def ready_namespace(cluster: LocalCluster, name: str, timeout: float = 60) -> None:
+    """A namespace with its default ServiceAccount (pods cannot be created before it); polled,
+    since `kubectl wait` fails at once while the ServiceAccount does not exist yet."""
+    cluster.kubectl("create", "namespace", name)
+    began = time.monotonic()
+    while cluster.kubectl("get", "serviceaccount/default", "-n", name, check=False).returncode:
+        if time.monotonic() - began > timeout:
+            raise TimeoutError(f"no default ServiceAccount in {name}")
+        time.sleep(0.1)
+
+
 def run_one(n: int, workers: int, timeout: float) -> dict[str, Any]:
     root = ROOT / ".cluster" / "bench"
     shutil.rmtree(root, ignore_errors=True)
@@ -158,15 +169,7 @@ def run_one(n: int, workers: int, timeout: float) -> dict[str, Any]:
         product.install_chart(cluster, ROOT / "charts" / "modelship")
         product.start_operator(cluster, f"--workers={workers}")
         for namespace in ("floor", "operator"):
-            cluster.kubectl("create", "namespace", namespace)
-            cluster.kubectl(
-                "wait",
-                "--for=jsonpath={.metadata.name}=default",
-                "serviceaccount/default",
-                "-n",
-                namespace,
-                "--timeout=60s",
-            )
+            ready_namespace(cluster, namespace)
         time.sleep(2)  # the operator's watches are up and idle
 
         began = time.monotonic()

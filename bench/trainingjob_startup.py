@@ -38,7 +38,7 @@ from modelship_localcluster.nodes import NodePool
 from modelship_operator.api.trainingjob import TrainingJobSpec
 from modelship_operator.resources.names import ObjectRef
 from modelship_operator.resources.trainingjob.children import desired_children
-from operator_scale import _apply
+from operator_scale import _apply, ready_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "train"
@@ -132,17 +132,6 @@ def _docs(variant: str, namespace: str, spec: dict[str, Any]) -> list[dict[str, 
     return _training_job(spec)
 
 
-def _namespace(cluster: LocalCluster, name: str, timeout: float = 60) -> None:
-    """A namespace with its default ServiceAccount (pods cannot be created before it); polled,
-    since `kubectl wait` fails at once while the ServiceAccount does not exist yet."""
-    cluster.kubectl("create", "namespace", name)
-    began = time.monotonic()
-    while cluster.kubectl("get", "serviceaccount/default", "-n", name, check=False).returncode:
-        if time.monotonic() - began > timeout:
-            raise TimeoutError(f"no default ServiceAccount in {name}")
-        time.sleep(0.1)
-
-
 def _pods(cluster: LocalCluster, namespace: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = cluster.request("GET", f"/api/v1/namespaces/{namespace}/pods")[
         "items"
@@ -211,7 +200,7 @@ def run(rounds: int, workers: int, poll: float, timeout: float) -> list[dict[str
             row: dict[str, Any] = {"round": r or "warm-up"}
             for variant in order:
                 namespace = f"{variant}-{r}"
-                _namespace(cluster, namespace)
+                ready_namespace(cluster, namespace)
                 first, last = _startup(
                     cluster, namespace, _docs(variant, namespace, spec), expected, poll, timeout
                 )
