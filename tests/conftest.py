@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,19 @@ def cluster() -> Iterator[LocalCluster]:
     proxy (`cluster.proxy_url`), Prometheus (`cluster.prometheus_url`) and the model store
     (Secret `local-model-store` in `default`; `cluster.model_store_secret(ns)` for others)."""
     root = ROOT / ".cluster" / "pytest"
+    root.parent.mkdir(exist_ok=True)
+    # One test session per checkout owns .cluster/pytest: a second one would stop the first's
+    # cluster below (it looks stale) and both would fail in confusing ways. The lock goes with
+    # the process, so a crashed run leaves nothing that blocks the next.
+    lock = (root.parent / "pytest.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pytest.exit(
+            "another test session in this checkout is using .cluster/pytest; wait for it, or "
+            "run from a copy of the checkout",
+            returncode=3,
+        )
     if root.exists():
         stale = LocalCluster.attach(root)
         if stale:
@@ -46,6 +60,7 @@ def cluster() -> Iterator[LocalCluster]:
     yield local
     # Logs stay in .cluster/pytest/logs for a look after a failed run.
     local.stop()
+    lock.close()
 
 
 @pytest.fixture(scope="session")
