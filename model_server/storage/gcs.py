@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,16 +77,12 @@ LOADERS: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
-def download(location: Location, target: Path, meter: Meter) -> None:
-    client = client_from_env()
+@contextmanager
+def source_errors() -> Iterator[None]:
+    """The GCS client's errors as SourceError, in the words a user can act on (download and
+    upload alike)."""
     try:
-        blobs = list(_blobs(client, location.bucket, location.prefix))
-        if not blobs:
-            raise SourceError("no objects under this prefix")
-        for blob, relative in blobs:
-            dest = safe_join(target, relative)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            _get(blob, dest, meter)
+        yield
     except gexc.NotFound as e:
         raise SourceError("NotFound: the bucket does not exist") from e
     except (gexc.Forbidden, gexc.Unauthorized) as e:
@@ -97,6 +94,18 @@ def download(location: Location, target: Path, meter: Meter) -> None:
         raise SourceError(f"{type(e).__name__}: {getattr(e, 'message', e)}") from e
     except GoogleAuthError as e:
         raise SourceError(f"cannot authenticate: {type(e).__name__}") from e
+
+
+def download(location: Location, target: Path, meter: Meter) -> None:
+    client = client_from_env()
+    with source_errors():
+        blobs = list(_blobs(client, location.bucket, location.prefix))
+        if not blobs:
+            raise SourceError("no objects under this prefix")
+        for blob, relative in blobs:
+            dest = safe_join(target, relative)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _get(blob, dest, meter)
 
 
 def _blobs(client: Any, bucket: str, prefix: str) -> Iterator[tuple[Any, str]]:

@@ -25,8 +25,6 @@ from typing import Any
 
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
-from google.api_core import exceptions as gexc
-from google.auth.exceptions import GoogleAuthError
 from google.cloud import storage
 
 from . import gcs, s3
@@ -118,21 +116,10 @@ def _to_s3(source: Path, location: Location) -> None:
 
 def _to_gcs(source: Path, location: Location) -> None:
     client = _gcs_client()
-    try:
+    with gcs.source_errors():
         bucket = client.bucket(location.bucket)
         for name, relative in _keys(location.prefix, upload_order(source)):
             bucket.blob(name).upload_from_filename(str(source / relative), timeout=(10, 300))
-    except gexc.NotFound as e:
-        raise SourceError("NotFound: the bucket does not exist") from e
-    except (gexc.Forbidden, gexc.Unauthorized) as e:
-        raise SourceError(
-            f"{type(e).__name__}: access denied: check GOOGLE_APPLICATION_CREDENTIALS and the "
-            "bucket's permissions"
-        ) from e
-    except gexc.GoogleAPIError as e:
-        raise SourceError(f"{type(e).__name__}: {getattr(e, 'message', e)}") from e
-    except GoogleAuthError as e:
-        raise SourceError(f"cannot authenticate: {type(e).__name__}") from e
 
 
 READ_WRITE = ("https://www.googleapis.com/auth/devstorage.read_write",)
