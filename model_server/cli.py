@@ -26,6 +26,7 @@ from .config_files import (
 )
 from .core import limits
 from .core.config import BatchingConfig, ModelConfig
+from .runtime import devices
 
 # tensorflow_model_server flags this server refuses, with the reason.
 UNSUPPORTED = {
@@ -37,7 +38,6 @@ UNSUPPORTED = {
     "saved_model_tags": "only the 'serve' tag is loaded",
     "grpc_channel_arguments": "not supported",
     "prefer_tflite_model": "TensorFlow Lite models are not supported",
-    "per_process_gpu_memory_fraction": "not supported",
 }
 
 # tensorflow_model_server flags accepted for drop-in compatibility that change nothing here.
@@ -51,6 +51,20 @@ ACCEPTED_NO_OP = {
 
 
 TERMINATION_LOG = Path("/dev/termination-log")
+
+# --enable_batching without --batching_parameters_file when this process sees a GPU. A GPU runs
+# a batch of many rows in little more time than one, so batches may grow (128: TF Serving's GPU
+# example); padding to powers of two keeps the shapes the GPU meets few, so kernels tuned
+# per shape (cuDNN's autotuning) are tuned a handful of times rather than once per batch size;
+# a second batch thread gathers and copies the next batch while one runs. No timeout: a lone
+# request never waits, and under load the rows queued while the GPU is busy form the batch.
+GPU_BATCHING = BatchingConfig(
+    max_batch_size=128,
+    batch_timeout_micros=0,
+    max_enqueued_batches=100,
+    num_batch_threads=2,
+    allowed_batch_sizes=(1, 2, 4, 8, 16, 32, 64, 128),
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,6 +85,16 @@ def _bool(text: str) -> bool:
     if lowered in ("0", "false", "no"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _workers(text: str) -> int:
+    """A count, or `auto` (the same as 0)."""
+    if text == "auto":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or auto, got {text!r}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +119,9 @@ class Settings:
     tls_poll_seconds: float = 5.0
     health_port: int = 0
     tensor_limits: limits.TensorLimits = dataclasses.field(default_factory=limits.TensorLimits)
+    # CUDA_VISIBLE_DEVICES entries of the GPUs this process sees (workers.visible_gpus).
+    gpus: tuple[str, ...] = ()
+    gpu_memory: devices.GpuMemory = dataclasses.field(default_factory=devices.GpuMemory)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,10 +173,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=_workers,
         default=1,
         help="server processes sharing the ports, each with its own copy of the models "
-        "(0: one per CPU this process may use)",
+        "(0 or auto: one per GPU, each pinned to its GPU, or without GPUs one per CPU this "
+        "process may use)",
+    )
+    p.add_argument(
+        "--per_process_gpu_memory_fraction",
+        type=float,
+        default=0.0,
+        help="fraction of each GPU's memory this process's TensorFlow may take, 0 to 1 "
+        "(0: TensorFlow decides, nearly all of it)",
+    )
+    p.add_argument(
+        "--gpu_memory_growth",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="take GPU memory as models need it (up to the fraction, if set), not all at once",
     )
     p.add_argument(
         "--ssl_config_file",
@@ -231,9 +274,10 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be positive")
     if args.workers < 0:
-        parser.error("--workers must be 0 (one per CPU) or more")
+        parser.error("--workers must be 0 (one per GPU, or per CPU) or more")
     source = _tls_source(parser, args)
-    worker_count = args.workers or workers.cpu_count()
+    gpus = workers.visible_gpus()
+    worker_count = args.workers or len(gpus) or workers.cpu_count()
     intra_op = args.tensorflow_intra_op_parallelism
     if intra_op == 0 and worker_count > 1:
         # Workers each running ops on every CPU would oversubscribe them, and a thread pool
@@ -247,7 +291,7 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
         model_config_file=args.model_config_file,
         model_config_poll_seconds=args.model_config_file_poll_wait_seconds,
         file_system_poll_seconds=args.file_system_poll_wait_seconds,
-        batching=load_batching(args.batching_parameters_file) if args.enable_batching else None,
+        batching=_batching(args, gpus),
         metrics_path=load_monitoring(args.monitoring_config_file),
         rest_timeout_seconds=(args.rest_api_timeout_in_ms / 1000) or None,
         max_body_bytes=args.rest_api_max_body_bytes,
@@ -260,7 +304,27 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
         tls_poll_seconds=args.ssl_poll_wait_seconds,
         health_port=args.health_port,
         tensor_limits=limits.TensorLimits(args.max_tensor_elements, args.max_tensor_bytes),
+        gpus=gpus,
+        gpu_memory=_gpu_memory(parser, args),
     )
+
+
+def _gpu_memory(parser: argparse.ArgumentParser, args: argparse.Namespace) -> devices.GpuMemory:
+    fraction = args.per_process_gpu_memory_fraction
+    if not 0.0 <= fraction <= 1.0:
+        # Above 1 TensorFlow would spill into host memory (unified memory): not offered.
+        parser.error("--per_process_gpu_memory_fraction must be between 0 and 1")
+    return devices.GpuMemory(growth=args.gpu_memory_growth, fraction=fraction)
+
+
+def _batching(args: argparse.Namespace, gpus: tuple[str, ...]) -> BatchingConfig | None:
+    """A batching file wins as a whole (unset fields take the usual defaults, as in TF Serving);
+    without one, a process that sees a GPU batches with GPU_BATCHING."""
+    if not args.enable_batching:
+        return None
+    if args.batching_parameters_file:
+        return load_batching(args.batching_parameters_file)
+    return GPU_BATCHING if gpus else BatchingConfig()
 
 
 def _tls_source(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tls.TlsSource | None:
@@ -301,8 +365,16 @@ def main(argv: list[str] | None = None) -> int:
             (settings.host, settings.grpc_port),
             (settings.host, settings.health_port),
         ]
-        return workers.supervise(args, settings.workers, ports)
+        return workers.supervise(args, settings.workers, ports, settings.gpus)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if settings.gpus:
+        # Before any model loads: TensorFlow keeps the GPU options of whatever opens a GPU first.
+        devices.configure(settings.gpu_memory)
+    elif not settings.gpu_memory.is_default:
+        logging.getLogger(__name__).warning(
+            "no GPU visible (no /dev/nvidia<N>, CUDA_VISIBLE_DEVICES unset or empty): "
+            "--gpu_memory_growth and --per_process_gpu_memory_fraction change nothing"
+        )
     # Imported late: TensorFlow takes seconds to import, and a bad flag should fail at once.
     app = importlib.import_module("modelship_server.app")
     return int(app.run(settings))

@@ -8,6 +8,10 @@ and batches its own requests; the kernel spreads new connections across them.
 
 Workers find each other through a private folder: each writes its metrics there every second,
 so whichever worker Prometheus reaches answers for all of them (see `metrics_share`).
+
+On a GPU machine each worker is pinned to one GPU (CUDA_VISIBLE_DEVICES, set before it starts,
+so its TensorFlow sees only that GPU): worker i gets the i-th visible GPU, round robin when
+there are more workers than GPUs. The GPUs are found without TensorFlow (`visible_gpus`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import ctypes
 import dataclasses
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 log = logging.getLogger("modelship_server.workers")
@@ -32,6 +37,7 @@ log = logging.getLogger("modelship_server.workers")
 ENV_INDEX = "MODELSHIP_WORKER_INDEX"
 ENV_COUNT = "MODELSHIP_WORKER_COUNT"
 ENV_DIR = "MODELSHIP_WORKER_DIR"
+ENV_CUDA = "CUDA_VISIBLE_DEVICES"
 
 # A worker that exits this soon after starting failed to start (a port, a config): starting it
 # again would fail the same way, so the whole server exits instead.
@@ -64,6 +70,51 @@ def cpu_count() -> int:
         if quota != "max":
             count = min(count, max(1, -(-int(quota) // int(period))))
     return count
+
+
+# A CUDA_VISIBLE_DEVICES entry: an ordinal, or a GPU's or MIG instance's UUID as nvidia-smi -L
+# prints it. CUDA stops reading the list at the first entry that is neither ("-1" hides all).
+_CUDA_ENTRY = re.compile(r"\d+|(GPU|MIG)-[0-9A-Za-z/-]+")
+_DEVICE_NODE = re.compile(r"nvidia\d+")
+
+
+def visible_gpus(
+    environ: Mapping[str, str] | None = None, dev: Path = Path("/dev")
+) -> tuple[str, ...]:
+    """The GPUs CUDA will show this process, as CUDA_VISIBLE_DEVICES entries; no TensorFlow.
+
+    CUDA_VISIBLE_DEVICES, when set, is what CUDA honours: its entries up to the first invalid
+    one (empty or "-1": no GPU). Otherwise the NVIDIA device nodes, /dev/nvidia0, /dev/nvidia1…
+    (in a container, the runtime mounts only the pod's own GPUs; their numbers are the host's,
+    so they are counted and named 0…n-1, as CUDA numbers them). A cheap look at the file system:
+    importing TensorFlow in the supervisor would cost seconds and its threads do not survive a
+    fork. NVIDIA_VISIBLE_DEVICES is not read: it tells the container runtime which device nodes
+    to mount, and those nodes are what is counted.
+    """
+    env = os.environ if environ is None else environ
+    listed = env.get(ENV_CUDA)
+    if listed is not None:
+        found: list[str] = []
+        for entry in (part.strip() for part in listed.split(",")):
+            if not _CUDA_ENTRY.fullmatch(entry):
+                break
+            found.append(entry)
+        return tuple(found)
+    try:
+        names = os.listdir(dev)
+    except OSError:
+        return ()
+    return tuple(str(i) for i in range(sum(1 for n in names if _DEVICE_NODE.fullmatch(n))))
+
+
+def worker_env(
+    base: Mapping[str, str], index: int, count: int, folder: str, gpus: Sequence[str] = ()
+) -> dict[str, str]:
+    """Worker `index`'s environment: who it is among the workers and, with GPUs, its one GPU."""
+    env = {**base, ENV_INDEX: str(index), ENV_COUNT: str(count), ENV_DIR: folder}
+    if gpus:
+        env[ENV_CUDA] = gpus[index % len(gpus)]
+    return env
 
 
 def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -101,10 +152,17 @@ def _die_with_parent() -> None:
 
 
 class Supervisor:
-    def __init__(self, argv: Sequence[str], count: int, ports: Sequence[tuple[str, int]]) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        count: int,
+        ports: Sequence[tuple[str, int]],
+        gpus: Sequence[str] = (),
+    ) -> None:
         self._argv = [*argv, "--workers=1"]
         self._count = count
         self._ports = ports
+        self._gpus = tuple(gpus)
         self._folder = tempfile.mkdtemp(prefix="modelship-workers-")
         self._children: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
         self._stopping = False
@@ -139,16 +197,14 @@ class Supervisor:
                 proc.send_signal(signal.SIGTERM)
 
     def _start(self, index: int) -> None:
-        env = {
-            **os.environ,
-            ENV_INDEX: str(index),
-            ENV_COUNT: str(self._count),
-            ENV_DIR: self._folder,
-        }
+        env = worker_env(os.environ, index, self._count, self._folder, self._gpus)
         cmd = [sys.executable, "-m", "modelship_server", *self._argv]
         proc = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509
         self._children[index] = (proc, time.monotonic())
-        log.info("worker %d started (pid %d)", index, proc.pid)
+        if self._gpus:
+            log.info("worker %d started (pid %d) on GPU %s", index, proc.pid, env[ENV_CUDA])
+        else:
+            log.info("worker %d started (pid %d)", index, proc.pid)
 
     def _watch(self) -> int:
         """Wait for workers; start dead ones again, until a signal or a failed start."""
@@ -183,5 +239,7 @@ def _exit_status(code: int) -> int:
     return code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as shells report
 
 
-def supervise(argv: Sequence[str], count: int, ports: Sequence[tuple[str, int]]) -> int:
-    return Supervisor(argv, count, ports).run()
+def supervise(
+    argv: Sequence[str], count: int, ports: Sequence[tuple[str, int]], gpus: Sequence[str] = ()
+) -> int:
+    return Supervisor(argv, count, ports, gpus).run()

@@ -16,7 +16,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from ..core import dtypes
 from ..core.errors import Code, ServingError, invalid
 from ..core.types import Signature, Tensors, TensorSpec
-from ..runtime import warmup
+from ..runtime import devices, warmup
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ class SavedModelServable:
             intra_op_parallelism_threads=intra_op_threads,
             inter_op_parallelism_threads=inter_op_threads,
         )
+        # --gpu_memory_growth, --per_process_gpu_memory_fraction (set before any model loads).
+        devices.apply_to_session(config)
         self._session = tf.compat.v1.Session(graph=self._graph, config=config)
         try:
             tf.compat.v1.saved_model.loader.load(self._session, [SERVE_TAG], path)
