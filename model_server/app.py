@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 
-import grpc
 import uvloop
 
 from .cli import Settings
@@ -18,6 +17,8 @@ from .core.manager import ModelManager
 from .core.metrics import ServerMetrics
 from .core.metrics_share import MetricsShare
 from .drain import drain
+from .grpcwire.calls import Registry
+from .grpcwire.server import GrpcServer
 from .http.server import HttpServer, Limits
 from .process_tuning import tune_for_serving
 from .protocols import tfserving_grpc, v2_grpc
@@ -61,7 +62,7 @@ class Server:
         self.tls: TlsReloader | None = None
         if settings.tls is not None:
             self.tls = TlsReloader(settings.tls, settings.tls_poll_seconds)
-        self.grpc: grpc.aio.Server | None = None
+        self.grpc: GrpcServer | None = None
         self.watcher: ConfigWatcher | None = None
         self.rest_port = 0
         self.grpc_port = 0
@@ -104,25 +105,16 @@ class Server:
             )
             log.info("health (plain HTTP) listening on %s:%d", s.host, self.health_port)
         if s.grpc_port:
-            self.grpc = grpc.aio.server(
-                options=[
-                    ("grpc.max_receive_message_length", s.max_body_bytes),
-                    ("grpc.max_send_message_length", -1),
-                    ("grpc.so_reuseport", 1 if self.worker else 0),
-                ]
+            registry = Registry()
+            tfserving_grpc.add_to_server(registry, self.service, reload_allowed=self.worker is None)
+            v2_grpc.add_to_server(registry, self.service)
+            self.grpc = GrpcServer(registry, s.max_body_bytes)
+            self.grpc_port = await self.grpc.start(
+                s.host,
+                s.grpc_port,
+                reuse_port=bool(self.worker),
+                ssl_context=self.tls.grpc_ssl_context() if self.tls else None,
             )
-            tfserving_grpc.add_to_server(
-                self.grpc, self.service, reload_allowed=self.worker is None
-            )
-            v2_grpc.add_to_server(self.grpc, self.service)
-            address = f"{s.host}:{s.grpc_port}"
-            if self.tls:
-                self.grpc_port = self.grpc.add_secure_port(address, self.tls.grpc_credentials())
-            else:
-                self.grpc_port = self.grpc.add_insecure_port(address)
-            if not self.grpc_port:
-                raise OSError(f"cannot bind gRPC to {address}")
-            await self.grpc.start()
             log.info(
                 "gRPC%s listening on %s:%d", " (TLS)" if self.tls else "", s.host, self.grpc_port
             )

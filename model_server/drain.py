@@ -9,9 +9,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-import grpc
-
 from .core.inference import InferenceService
+from .grpcwire.server import GrpcServer
 from .http.server import HttpServer
 
 log = logging.getLogger("modelship_server")
@@ -22,7 +21,7 @@ STOP_MARGIN = 1.0  # seconds past the grace period the threads may take to stop
 async def drain(
     service: InferenceService,
     http: HttpServer,
-    grpc_server: grpc.aio.Server | None,
+    grpc_server: GrpcServer | None,
     grace: float,
     stop_threads: Callable[[], None],
 ) -> bool:
@@ -35,13 +34,14 @@ async def drain(
     loop = asyncio.get_running_loop()
     service.models.start_draining()
     http.stop_accepting()
+    if grpc_server:
+        grpc_server.stop_accepting()
     deadline = loop.time() + grace
-    grpc_stopped = grpc_server.stop(grace) if grpc_server else None
     while service.inflight and loop.time() < deadline:
         await asyncio.sleep(0.02)
     await http.close(deadline)
-    if grpc_stopped is not None:
-        await grpc_stopped
+    if grpc_server:
+        await grpc_server.close(deadline)
     stopped = await _within(stop_threads, deadline + STOP_MARGIN - loop.time())
     if stopped:
         log.info("stopped")

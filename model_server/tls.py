@@ -10,10 +10,10 @@ the new material is valid, new connections get it. Established connections keep 
 they were opened with (TLS never re-handshakes them), so nothing in flight is dropped.
   - REST: the listening SSLContext's SNI callback, which OpenSSL runs on every ClientHello,
     moves the new connection onto the newest context.
-  - gRPC: grpcio's dynamic server credentials ask a fetcher at each handshake; it hands over the
-    newest certificate configuration once.
-Whether client certificates are required is fixed for the life of the process (grpcio fixes it
-with the credentials, and an OpenSSL connection takes it from the listening context).
+  - gRPC: the same, with its own pair of contexts offering ALPN "h2" (gRPC clients refuse a
+    connection that does not negotiate it).
+Whether client certificates are required is fixed for the life of the process (an OpenSSL
+connection takes it from the listening context).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import tempfile
 import threading
 from pathlib import Path
 
-import grpc
 from google.protobuf import text_format
 
 from .proto import serving_config_pb2
@@ -35,6 +34,8 @@ log = logging.getLogger("modelship_server.tls")
 CERT_FILE = "tls.crt"
 KEY_FILE = "tls.key"
 CA_FILE = "ca.crt"
+REST_ALPN = "http/1.1"
+GRPC_ALPN = "h2"
 
 
 class TlsError(Exception):
@@ -48,12 +49,14 @@ class TlsMaterial:
     ca: bytes | None
     client_verify: bool
 
-    def ssl_context(self) -> ssl.SSLContext:
-        """A server-side context; raises TlsError when the key and certificate do not fit."""
+    def ssl_context(self, alpn: str = REST_ALPN) -> ssl.SSLContext:
+        """A server-side context; raises TlsError when the key and certificate do not fit.
+
+        alpn: the one protocol the listener speaks; a client offering ALPN is told so.
+        """
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        # REST speaks HTTP/1.1 only; a client offering ALPN is told so.
-        ctx.set_alpn_protocols(["http/1.1"])
+        ctx.set_alpn_protocols([alpn])
         with tempfile.TemporaryDirectory() as folder:
             # load_cert_chain reads files only; the folder is private (0700) and gone at once.
             cert, key = Path(folder, "cert.pem"), Path(folder, "key.pem")
@@ -70,11 +73,6 @@ class TlsMaterial:
                 raise TlsError(f"custom CA does not load: {exc.reason}") from None
         ctx.verify_mode = ssl.CERT_REQUIRED if self.client_verify else ssl.CERT_NONE
         return ctx
-
-    def grpc_configuration(self) -> grpc.ServerCertificateConfiguration:
-        return grpc.ssl_server_certificate_configuration(
-            [(self.key, self.cert)], root_certificates=self.ca
-        )
 
 
 class SslConfigFile:
@@ -163,8 +161,9 @@ class TlsReloader:
         self._context = self._material.ssl_context()
         self._context.sni_callback = self._pick_context
         self._listening = self._context
-        self._generation = 0
-        self._grpc_generation = 0
+        self._grpc_context = self._material.ssl_context(GRPC_ALPN)
+        self._grpc_context.sni_callback = self._pick_grpc_context
+        self._grpc_listening = self._grpc_context
         self._refused: list[bytes | None] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tls-reloader", daemon=True)
@@ -178,12 +177,9 @@ class TlsReloader:
         """The context REST listens with (its SNI callback switches to the newest one)."""
         return self._listening
 
-    def grpc_credentials(self) -> grpc.ServerCredentials:
-        return grpc.dynamic_ssl_server_credentials(
-            self._material.grpc_configuration(),
-            self._fetch_grpc_configuration,
-            require_client_authentication=self._material.client_verify,
-        )
+    def grpc_ssl_context(self) -> ssl.SSLContext:
+        """The context gRPC listens with (ALPN h2; it too switches to the newest one)."""
+        return self._grpc_listening
 
     def start(self) -> None:
         if self._poll_seconds > 0:
@@ -197,13 +193,12 @@ class TlsReloader:
         if current is not ctx:
             conn.context = current
 
-    def _fetch_grpc_configuration(self) -> grpc.ServerCertificateConfiguration | None:
-        # grpcio calls this at every handshake: nothing but a comparison unless it changed.
-        if self._grpc_generation == self._generation:
-            return None
-        with self._lock:
-            self._grpc_generation = self._generation
-            return self._material.grpc_configuration()
+    def _pick_grpc_context(
+        self, conn: ssl.SSLObject, _name: str | None, ctx: ssl.SSLContext
+    ) -> None:
+        current = self._grpc_context
+        if current is not ctx:
+            conn.context = current
 
     def _read_files(self) -> list[bytes | None]:
         snapshot: list[bytes | None] = []
@@ -226,6 +221,7 @@ class TlsReloader:
         try:
             material = self._source.load()
             context = material.ssl_context()
+            grpc_context = material.ssl_context(GRPC_ALPN)
         except TlsError as exc:
             # A Secret being rewritten, or a bad edit: keep serving with what works.
             if snapshot != self._refused:
@@ -242,7 +238,7 @@ class TlsReloader:
         with self._lock:
             self._material = material
             self._context = context
-            self._generation += 1
+            self._grpc_context = grpc_context
         self.reloads += 1
         log.info("TLS certificate reloaded: new connections use it")
         return True

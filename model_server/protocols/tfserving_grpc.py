@@ -30,6 +30,7 @@ from ..core import limits
 from ..core.errors import Code, ServingError, invalid
 from ..core.inference import InferenceService
 from ..core.types import CLASSIFY_METHOD, REGRESS_METHOD, Resolved
+from ..grpcwire.calls import Registry
 from . import examples
 from .tensor_proto import declared_bytes, declared_shape, from_numpy, to_numpy
 
@@ -279,7 +280,7 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type
 
 
 def add_to_server(
-    server: grpc.aio.Server, service: InferenceService, reload_allowed: bool = True
+    server: Registry, service: InferenceService, reload_allowed: bool = True
 ) -> None:
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(service), server

@@ -13,6 +13,7 @@ from ..core import limits
 from ..core.errors import ServingError, invalid
 from ..core.inference import InferenceService
 from ..core.versions import parse_version
+from ..grpcwire.calls import Registry
 from ..proto import grpc_predict_v2_pb2 as pb
 from ..proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from . import v2_codec, v2_metadata
@@ -134,7 +135,7 @@ def _inputs(request: Any) -> dict[str, np.ndarray]:
     return inputs
 
 
-def add_to_server(server: grpc.aio.Server, service: InferenceService) -> None:
+def add_to_server(server: Registry, service: InferenceService) -> None:
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(  # type: ignore[no-untyped-call]
         InferenceServicer(service), server
     )

@@ -79,6 +79,7 @@ def test_reload_takes_new_material_and_refuses_broken_material(tmp_path: Path) -
     reloader = TlsReloader(CertDir(str(folder), client_verify=False), poll_seconds=0)
     assert reloader.poll() is False  # unchanged
     listening = reloader.ssl_context()
+    grpc_listening = reloader.grpc_ssl_context()
 
     # A key that does not fit the certificate (a half-written update): the old one stays.
     (folder / "tls.key").write_bytes(ca.issue("other").key_pem)
@@ -90,9 +91,9 @@ def test_reload_takes_new_material_and_refuses_broken_material(tmp_path: Path) -
     (folder / "tls.key").write_bytes(second.key_pem)
     assert reloader.poll() is True
     assert reloader.reloads == 1
-    # REST keeps its listening context (its SNI callback hands out the new one) ...
+    # Both listeners keep their listening contexts (their SNI callbacks hand out the new ones),
+    # and each protocol keeps its own ALPN.
     assert reloader.ssl_context() is listening
-    # ... and gRPC's fetcher hands over the new configuration once.
-    fetch = reloader._fetch_grpc_configuration
-    assert fetch() is not None
-    assert fetch() is None
+    assert reloader.grpc_ssl_context() is grpc_listening
+    assert reloader._context is not listening
+    assert reloader._grpc_context is not grpc_listening

@@ -1,0 +1,80 @@
+"""The gRPC listener: HTTP/2 connections (cleartext, or TLS with ALPN h2) on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+from . import frames
+from .calls import Registry
+from .connection import H2Connection
+
+MIN_CONNECTION_WINDOW = 16 << 20
+
+
+class GrpcServer:
+    """Serves the unary methods registered in `registry`, with the same start/drain shape as
+    the REST server: listen, stop accepting, let calls finish by a deadline, close."""
+
+    def __init__(self, registry: Registry, max_message: int) -> None:
+        self.registry = registry
+        self.max_message = max_message
+        # A whole message always fits in the window; more would only let a client park data.
+        self.connection_window = min(
+            frames.MAX_WINDOW, max(MIN_CONNECTION_WINDOW, 2 * (max_message + 5))
+        )
+        self.connections: set[H2Connection] = set()
+        self.draining = False
+        self._server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None
+        return self._loop
+
+    async def start(
+        self,
+        host: str,
+        port: int,
+        reuse_port: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> int:
+        """Listen; with reuse_port, sibling worker processes share the port (SO_REUSEPORT).
+
+        A TLS context must offer ALPN "h2": gRPC clients refuse a connection without it.
+        """
+        self._loop = asyncio.get_running_loop()
+        self._server = await self._loop.create_server(
+            lambda: H2Connection(self),
+            host,
+            port,
+            reuse_address=True,
+            reuse_port=reuse_port or None,
+            backlog=1024,
+            ssl=ssl_context,
+        )
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def stop_accepting(self) -> None:
+        """No new connections; open ones get GOAWAY and close once their calls are done."""
+        self.draining = True
+        if self._server:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.shutdown()
+
+    async def close(self, deadline: float | None = None) -> None:
+        """Wait for calls in flight until `deadline` (the loop's clock), then cut the rest."""
+        self.stop_accepting()
+        loop = asyncio.get_running_loop()
+        while self.connections and deadline is not None and loop.time() < deadline:
+            if all(conn.idle for conn in self.connections):
+                break
+            await asyncio.sleep(min(0.02, max(0.0, deadline - loop.time())))
+        for conn in list(self.connections):
+            conn.abort()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        if self._server:
+            await self._server.wait_closed()
