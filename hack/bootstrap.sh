@@ -9,11 +9,12 @@ UV_VERSION=0.13.8
 cache=${MODELSHIP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelship}
 
 # Debian packages the tests and benchmarks use: curl (model server REST tests), wrk (benchmark),
+# nghttp2-client (h2load: the gRPC benchmark and the gRPC transport tests),
 # gcc (the model server's C extension for JSON tensors), prometheus (promtool, and the Prometheus
 # that the autoscaler's query tests run with static targets; the local cluster runs its own,
 # built with Kubernetes discovery, which Debian's lacks. The package's system service is not used),
 # buildah and debootstrap (hack/images/build.sh builds the image on a debootstrapped base).
-APT_PACKAGES=(curl wrk gcc prometheus buildah debootstrap)
+APT_PACKAGES=(curl wrk nghttp2-client gcc prometheus buildah debootstrap)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -9,14 +9,31 @@ comparison), KServe's Python ModelServer with a custom Model, MLServer with a cu
 (with and without adaptive batching), and the in-process limit (the signature called directly,
 batch 1 and 64).
 All servers run at once and take turns for each measurement, `--rounds` times; medians count.
-Load comes from compiled tools: wrk for REST, ghz for gRPC. The peers live in their own venvs,
-created here under the cache folder (not the project's lock), as are ghz and the work files.
+Load comes from compiled tools: wrk for REST, h2load (nghttp2) for gRPC, sending the same
+pre-framed request bytes a gRPC client would; every gRPC answer's DATA is checked against the
+size of a correct response, so a call answered with an error status counts as an error. `--ghz`
+adds rows measured with ghz, a Go gRPC client, as a cross-check: on two cores ghz spends far more
+CPU per call than the servers it measures, so its figures measure ghz as much as the server.
+The peers live in their own venvs, created here under the cache folder (not the project's
+lock), as are ghz and the work files.
+
+`modelship-default` is modelship-server started as a user starts it: `--enable_batching` and
+nothing else (one process, the server's batching defaults); its REST v1 tails are the ones the
+issue-13 table checks. After the tables, that table gives every target as a ratio, per round
+where the target says "in every round".
+
+`modelship-<N>proc` runs modelship-server with `--workers=N`. `--server-arg` adds flags to
+every modelship-server; `--modelship-batching=server` leaves out the bench's batching file,
+so the server's own defaults apply (with a GPU, its GPU defaults). With `--gpu` (see
+bench/gpu_check.sh) this process and the peers take GPU memory as they need it, since all
+servers share the GPU at once, and the peers' venvs get `tensorflow[and-cuda]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -58,15 +75,32 @@ def free_port() -> int:
 # -- tools and peers --------------------------------------------------------------------------
 
 
-def peer_python(name: str) -> Path:
-    venv = CACHE / f"bench-venv-{name}"
+def peer_python(name: str, gpu: bool = False) -> Path:
+    venv = CACHE / f"bench-venv-{name}{'-gpu' if gpu else ''}"
     python = venv / "bin" / "python"
     if not python.exists():
         log(f"creating the {name} venv at {venv}")
         subprocess.run([str(UV), "venv", "-q", "-p", "3.11", str(venv)], check=True)
         env = {**os.environ, "VIRTUAL_ENV": str(venv)}
-        subprocess.run([str(UV), "pip", "install", "-q", *PEERS[name], TF], check=True, env=env)
+        tf = TF.replace("tensorflow==", "tensorflow[and-cuda]==") if gpu else TF
+        subprocess.run([str(UV), "pip", "install", "-q", *PEERS[name], tf], check=True, env=env)
     return python
+
+
+def grow_gpu_memory() -> None:
+    """This process's TensorFlow (the MLP, the in-process limit) takes GPU memory as it needs
+    it: by default it would take all of it, and the servers started next would find none."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        raise SystemExit(
+            "--gpu: TensorFlow sees no GPU (the CUDA libraries come with "
+            f"'{TF.replace('tensorflow==', 'tensorflow[and-cuda]==')}')"
+        )
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    log(f"GPUs: {', '.join(g.name for g in gpus)}")
 
 
 def ghz() -> Path | None:
@@ -241,14 +275,39 @@ def _spawn(
     return server
 
 
-def start_modelship(work: Path, models: dict[str, Path], workers: int = 0) -> Server:
-    """workers 0: one server process per CPU ("modelship"); 1: a single process."""
+def _model_config(work: Path, models: dict[str, Path]) -> Path:
     config = work / "modelship.config"
     config.write_text(
         "model_config_list {\n"
         + "".join(f'  config {{ name: "{n}" base_path: "{p}" }}\n' for n, p in models.items())
         + "}\n"
     )
+    return config
+
+
+def start_modelship_default(work: Path, models: dict[str, Path]) -> Server:
+    """As a user starts it: the model config and --enable_batching, every other flag default."""
+    http, grpc = free_port(), free_port()
+    cmd = [
+        str(Path(sys.executable).parent / "modelship-server"),
+        f"--rest_api_port={http}",
+        f"--port={grpc}",
+        "--host=127.0.0.1",
+        f"--model_config_file={_model_config(work, models)}",
+        "--enable_batching",
+    ]
+    return _spawn("modelship-default", cmd, work, http=http, grpc=grpc, ready="/v2/health/ready")
+
+
+def start_modelship(
+    work: Path,
+    models: dict[str, Path],
+    workers: int = 0,
+    extra_args: tuple[str, ...] = (),
+    batching_file: bool = True,
+) -> Server:
+    """workers 0: one server process per CPU, or per GPU ("modelship"); N: N processes."""
+    config = _model_config(work, models)
     batching = work / "batching.config"
     batching.write_text(
         # The same 64 rows / 2 ms as MLServer's adaptive batching below.
@@ -263,17 +322,23 @@ def start_modelship(work: Path, models: dict[str, Path], workers: int = 0) -> Se
         "--host=127.0.0.1",
         f"--model_config_file={config}",
         "--enable_batching",
-        f"--batching_parameters_file={batching}",
+        *([f"--batching_parameters_file={batching}"] if batching_file else []),
         f"--workers={workers}",
+        *extra_args,
     ]
     name = "modelship" if workers == 0 else f"modelship-{workers}proc"
     return _spawn(name, cmd, work, http=http, grpc=grpc, ready="/v2/health/ready")
 
 
-def start_kserve(work: Path, models: dict[str, Path]) -> Server:
+# With --gpu every server shares the GPU at once: a peer taking all its memory would starve
+# the others (modelship-server is given --gpu_memory_growth instead).
+GPU_PEER_ENV = {"TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+
+
+def start_kserve(work: Path, models: dict[str, Path], gpu: bool = False) -> Server:
     http, grpc = free_port(), free_port()
     cmd = [
-        str(peer_python("kserve")),
+        str(peer_python("kserve", gpu)),
         str(HERE / "kserve_peer.py"),
         f"--http_port={http}",
         f"--grpc_port={grpc}",
@@ -281,10 +346,13 @@ def start_kserve(work: Path, models: dict[str, Path]) -> Server:
     for name, path in models.items():
         cmd.append(f"--model={name}={_version_dir(path)}")
     ready = f"/v1/models/{next(iter(models))}"
-    return _spawn("kserve", cmd, work, http=http, grpc=grpc, ready=ready)
+    env = GPU_PEER_ENV if gpu else {}
+    return _spawn("kserve", cmd, work, http=http, grpc=grpc, ready=ready, env=env)
 
 
-def start_mlserver(work: Path, models: dict[str, Path], batching: bool) -> Server:
+def start_mlserver(
+    work: Path, models: dict[str, Path], batching: bool, gpu: bool = False
+) -> Server:
     name = "mlserver-batching" if batching else "mlserver"
     folder = work / name
     shutil.rmtree(folder, ignore_errors=True)
@@ -306,7 +374,7 @@ def start_mlserver(work: Path, models: dict[str, Path], batching: bool) -> Serve
             settings.update({"max_batch_size": 64, "max_batch_time": 0.002})
         (folder / model).mkdir()
         (folder / model / "model-settings.json").write_text(json.dumps(settings))
-    mlserver = peer_python("mlserver").parent / "mlserver"
+    mlserver = peer_python("mlserver", gpu).parent / "mlserver"
     return _spawn(
         name,
         [str(mlserver), "start", str(folder)],
@@ -315,7 +383,7 @@ def start_mlserver(work: Path, models: dict[str, Path], batching: bool) -> Serve
         grpc=grpc,
         ready="/v2/health/ready",
         cwd=str(folder),
-        env={"PYTHONPATH": str(folder)},
+        env={"PYTHONPATH": str(folder), **(GPU_PEER_ENV if gpu else {})},
     )
 
 
@@ -339,6 +407,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    rounds: list[Measured] = dataclasses.field(default_factory=list)
 
 
 def _ms(text: str) -> float:
@@ -417,6 +486,80 @@ def run_ghz(
     return float(out["rps"]), dist.get(50, 0.0), dist.get(99, 0.0), errors
 
 
+def grpc_frame(work: Path, payload: Path) -> Path:
+    """The request as it goes in a DATA frame: uncompressed flag, 32-bit length, message."""
+    body = payload.read_bytes()
+    framed = work / f"{payload.stem}.grpcframe"
+    framed.write_bytes(b"\0" + len(body).to_bytes(4, "big") + body)
+    return framed
+
+
+def grpc_response_size(port: int, method: str, payload: Path) -> int:
+    """DATA bytes of a correct answer (prefix and message), from one call by grpcio's client."""
+    import grpc  # noqa: PLC0415
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        answer = channel.unary_unary(f"/{method}")(payload.read_bytes(), timeout=30)
+    return 5 + len(answer)
+
+
+def run_h2load(
+    port: int,
+    method: str,
+    framed: Path,
+    expect: int,
+    *,
+    concurrency: int,
+    duration: int,
+    work: Path,
+) -> Measured:
+    """Unary gRPC calls from h2load over up to 16 connections (so they spread over the worker
+    processes), each carrying concurrency/connections calls at once."""
+    connections = min(concurrency, 16)
+    log_file = work / "h2load.log"
+    log_file.unlink(missing_ok=True)  # h2load appends to it
+    cmd = [
+        "h2load",
+        f"-D{duration}",
+        f"-c{connections}",
+        f"-m{max(1, concurrency // connections)}",
+        f"-t{min(2, connections)}",
+        "-d",
+        str(framed),
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+        f"--log-file={log_file}",
+        f"http://127.0.0.1:{port}/{method}",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+    def number(pattern: str) -> float:
+        return float(re.search(pattern, out).group(1))  # type: ignore[union-attr]
+
+    ok_http = int(number(r"status codes: (\d+) 2xx"))
+    data = int(number(r"traffic: .*?, \S+ \((\d+)\) data"))
+    done = int(number(r"requests: \d+ total, \d+ started, (\d+) done"))
+    elapsed = number(r"finished in ([\d.]+)s")
+    latencies = sorted(
+        int(line.split("\t")[2]) / 1e3
+        for line in log_file.read_text().splitlines()
+        if line.split("\t")[1].startswith("2")
+    )
+    # An error status comes in trailers with HTTP 200 and no DATA: count answers by their bytes.
+    answered = min(ok_http, data // expect)
+    errors = done - answered
+    rps = answered / elapsed
+    if not latencies:
+        return 0.0, 0.0, 0.0, errors
+    return rps, _percentile(latencies, 50), _percentile(latencies, 99), errors
+
+
+def _percentile(ordered: list[float], pct: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+
+
 def in_process_limit(models: dict[str, Path], duration: float) -> list[Result]:
     """The signature called directly in this process, no server: the ceiling for batch 1 and 64."""
     import numpy as np  # noqa: PLC0415
@@ -458,6 +601,7 @@ class Bench:
     ghz: Path | None
     duration: int
     concurrency: list[int]
+    response_sizes: dict[tuple[int, str, str], int] = dataclasses.field(default_factory=dict)
 
     def apis(self, server: Server, model: str) -> list[tuple[str, Callable[[int], Measured]]]:
         """Each API this server offers for the model, as a function of concurrency."""
@@ -475,16 +619,44 @@ class Bench:
                 binary, self.protoset, call, target, data, concurrency=c, duration=self.duration
             )
 
-        if server.name in ("modelship", "modelship-1proc", "kserve"):
+        def h2load(method: str, kind: str) -> Callable[[int], Measured]:
+            payload = self.payloads[(model, kind)]
+            framed = grpc_frame(self.work, payload)
+
+            def run(c: int) -> Measured:
+                key = (server.grpc, method, kind)
+                if key not in self.response_sizes:
+                    self.response_sizes[key] = grpc_response_size(server.grpc, method, payload)
+                return run_h2load(
+                    server.grpc,
+                    method,
+                    framed,
+                    self.response_sizes[key],
+                    concurrency=c,
+                    duration=self.duration,
+                    work=self.work,
+                )
+
+            return run
+
+        tfs, v2 = (
+            "tensorflow.serving.PredictionService/Predict",
+            "inference.GRPCInferenceService/ModelInfer",
+        )
+        ours = server.name.startswith("modelship")
+        if ours or server.name == "kserve":
             apis.append(("REST v1", wrk(f"{base}/v1/models/{model}:predict", "v1")))
-        if server.name == "modelship-1proc":
-            return apis  # what one process gives, for comparison: REST v1 is enough
+        if server.name in ("modelship-1proc", "modelship-default"):
+            return apis  # what one process gives, and the tails as started by a user
         if server.name != "kserve":
             apis.append(("REST v2", wrk(f"{base}/v2/models/{model}/infer", "v2")))
-        if self.ghz and server.name == "modelship":
-            apis.append(("gRPC TFS", ghz("tensorflow.serving.PredictionService/Predict", "tfs")))
-        if self.ghz and server.name != "kserve":
-            apis.append(("gRPC v2", ghz("inference.GRPCInferenceService/ModelInfer", "v2grpc")))
+        if ours:
+            apis.append(("gRPC TFS", h2load(tfs, "tfs")))
+        if server.name != "kserve":
+            apis.append(("gRPC v2", h2load(v2, "v2grpc")))
+        if self.ghz and ours:
+            apis.append(("gRPC TFS (ghz)", ghz(tfs, "tfs")))
+            apis.append(("gRPC v2 (ghz)", ghz(v2, "v2grpc")))
         return apis
 
     def interleaved(self, servers: list[Server], models: list[str], rounds: int) -> list[Result]:
@@ -512,7 +684,7 @@ class Bench:
         for (name, api, model, conc), runs in cells.items():
             rps, p50, p99, _ = (statistics.median(m[i] for m in runs) for i in range(4))
             errors = sum(m[3] for m in runs)
-            results.append(Result(name, api, model, conc, rps, p50, p99, errors))
+            results.append(Result(name, api, model, conc, rps, p50, p99, errors, runs))
         return results
 
 
@@ -529,7 +701,17 @@ def main() -> int:
     parser.add_argument(
         "--servers",
         nargs="+",
-        default=["modelship", "modelship-1proc", "kserve", "mlserver", "mlserver-batching"],
+        default=[
+            "modelship",
+            "modelship-1proc",
+            "modelship-default",
+            "kserve",
+            "mlserver",
+            "mlserver-batching",
+        ],
+    )
+    parser.add_argument(
+        "--ghz", action="store_true", help="also measure modelship's gRPC with ghz (Go client)"
     )
     parser.add_argument(
         "--rounds",
@@ -539,25 +721,64 @@ def main() -> int:
     )
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="one more flag for every modelship-server, as --server-arg=--gpu_memory_growth",
+    )
+    parser.add_argument(
+        "--modelship-batching",
+        choices=["bench", "server"],
+        default="bench",
+        help="bench: the bench's batching file (64 rows, 2 ms, as MLServer's); server: "
+        "--enable_batching alone, so the server's own defaults apply (GPU defaults on a GPU)",
+    )
+    parser.add_argument(
+        "--gpu",
+        action="store_true",
+        help="servers share a GPU: this process and the peers grow GPU memory as needed, and "
+        "the peers get tensorflow[and-cuda]",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install wrk (hack/bootstrap.sh does)")
+    if args.gpu:
+        grow_gpu_memory()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="ms-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     all_models = build_models(work)
     models = {m: all_models[m] for m in args.models}
     payloads = write_payloads(work, list(models))
     protoset = write_protoset(work)
-    ghz_bin = ghz()
+    ghz_bin = ghz() if args.ghz else None
+    if shutil.which("h2load") is None:
+        raise SystemExit(
+            "h2load not found: apt-get install nghttp2-client (hack/bootstrap.sh does)"
+        )
     results: list[Result] = in_process_limit(models, duration=min(args.duration, 4))
 
-    starters = {
-        "modelship": lambda: start_modelship(work, models),
-        "modelship-1proc": lambda: start_modelship(work, models, workers=1),
-        "kserve": lambda: start_kserve(work, models),
-        "mlserver": lambda: start_mlserver(work, models, batching=False),
-        "mlserver-batching": lambda: start_mlserver(work, models, batching=True),
+    ours = functools.partial(
+        start_modelship,
+        work,
+        models,
+        extra_args=tuple(args.server_arg),
+        batching_file=args.modelship_batching == "bench",
+    )
+    starters: dict[str, Callable[[], Server]] = {
+        "modelship": ours,
+        "modelship-default": lambda: start_modelship_default(work, models),
+        "kserve": lambda: start_kserve(work, models, args.gpu),
+        "mlserver": lambda: start_mlserver(work, models, batching=False, gpu=args.gpu),
+        "mlserver-batching": lambda: start_mlserver(work, models, batching=True, gpu=args.gpu),
     }
+    for name in args.servers:
+        procs = re.fullmatch(r"modelship-(\d+)proc", name)
+        if procs:
+            starters[name] = functools.partial(ours, workers=int(procs.group(1)))
+        elif name not in starters:
+            raise SystemExit(f"unknown server {name!r}: {', '.join(starters)}, modelship-<N>proc")
     bench = Bench(work, payloads, protoset, ghz_bin, args.duration, args.concurrency)
     servers: list[Server] = []
     try:
@@ -570,6 +791,8 @@ def main() -> int:
             server.stop()
 
     print(report(results, args))
+    print()
+    print(targets(results))
     if args.json:
         args.json.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=1))
     return 0
@@ -620,6 +843,75 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
                 f"{best_peer.rps:,.0f} ({best_peer.server} {best_peer.api}) | "
                 f"{best_ours.rps / best_peer.rps:.1f}x | "
                 f"{best_ours.p99_ms:.2f} / {best_peer.p99_ms:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def targets(results: list[Result]) -> str:
+    """Issue 13's figures as ratios from this run; per round where the target says so."""
+
+    def find(server: str, api: str, model: str, conc: int) -> Result | None:
+        for r in results:
+            if (r.server, r.api, r.model, r.concurrency) == (server, api, model, conc):
+                return r
+        return None
+
+    lines = ["| figure | model | value | target |", "|---|---|---|---|"]
+    for model in ("mlp", "half_plus_two"):
+        rest = find("modelship", "REST v1", model, 64)
+        if rest is None:
+            continue
+        for api in ("gRPC TFS", "gRPC v2"):
+            grpc = find("modelship", api, model, 64)
+            if grpc:
+                lines.append(
+                    f"| {api} ÷ REST v1 req/s, c=64 (p99 ÷ REST's) | {model} | "
+                    f"{grpc.rps / rest.rps:.2f} ({grpc.p99_ms / rest.p99_ms:.2f}) | "
+                    "≥ 0.8 (≤ 1.5) |"
+                )
+        v2 = find("modelship", "REST v2", model, 64)
+        if v2:
+            lines.append(
+                f"| REST v2 ÷ REST v1 req/s, c=64 | {model} | {v2.rps / rest.rps:.2f} | ≥ 0.95 |"
+            )
+        batch = find("in-process", "batch 64", model, 1)
+        if batch and model == "mlp":
+            lines.append(
+                f"| REST v1 c=64 ÷ in-process batch-64 rows/s | {model} | "
+                f"{rest.rps / batch.rps:.2f} | ≥ 0.40 |"
+            )
+        ours = [
+            r
+            for r in results
+            if r.server == "modelship"
+            and r.model == model
+            and r.concurrency == 1
+            and r.api.startswith("REST")
+        ]
+        peers = [
+            r
+            for r in results
+            if r.server in ("kserve", "mlserver", "mlserver-batching")
+            and r.model == model
+            and r.concurrency == 1
+            and r.api.startswith("REST")
+        ]
+        if ours and peers and model == "mlp":
+            rounds = len(ours[0].rounds)
+            per_round = [
+                max(r.rounds[i][0] for r in ours) / max(r.rounds[i][0] for r in peers)
+                for i in range(rounds)
+            ]
+            lines.append(
+                f"| best REST c=1 ÷ best peer REST c=1, per round | {model} | "
+                f"{' / '.join(f'{x:.1f}' for x in per_round)} | ≥ 2.5 every round |"
+            )
+        default = find("modelship-default", "REST v1", model, 64)
+        if default:
+            tails = [m[2] / m[1] for m in default.rounds if m[1]]
+            lines.append(
+                f"| p99 ÷ p50 at c=64, --enable_batching only, per round | {model} | "
+                f"{' / '.join(f'{x:.1f}' for x in tails)} | ≤ 4 every round |"
             )
     return "\n".join(lines)
 

@@ -102,6 +102,7 @@ def test_command_line(tmp_path: Path) -> None:
 
 def test_workers_share_the_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli.workers, "cpu_count", lambda: 8)
+    monkeypatch.setattr(cli.workers, "visible_gpus", lambda: ())  # a GPU host: one per GPU
     one = cli.parse(["--model_base_path=/m"])
     assert (one.workers, one.intra_op_threads) == (1, 0)  # TensorFlow's own default
     auto = cli.parse(["--model_base_path=/m", "--workers=0"])
