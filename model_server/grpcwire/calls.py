@@ -8,6 +8,8 @@ they are and only the transport changes. Handlers get a `CallContext` with the p
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import time
 import zlib
@@ -123,7 +125,13 @@ class CallContext:
             if name.startswith(b":") or name in _TRANSPORT_HEADERS:
                 continue
             key = name.decode("ascii", "replace")
-            out.append((key, value if key.endswith("-bin") else value.decode("latin-1")))
+            if key.endswith("-bin"):  # binary values travel base64-coded, padding optional
+                try:
+                    out.append((key, base64.b64decode(value + b"=" * (-len(value) % 4))))
+                except binascii.Error:
+                    continue
+            else:
+                out.append((key, value.decode("latin-1")))
         return tuple(out)
 
     def time_remaining(self) -> float | None:

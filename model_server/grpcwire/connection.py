@@ -14,6 +14,7 @@ header blocks are capped before and after decoding.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import struct
 import time
@@ -410,6 +411,7 @@ class H2Connection(asyncio.Protocol):
 
     async def _call(self, stream: _Stream, body: bytes) -> None:
         timer: asyncio.TimerHandle | None = None
+        context: calls.CallContext | None = None
         try:
             method, message, timeout = calls.read_request(
                 self.registry, stream.headers, body, self.max_message
@@ -423,11 +425,12 @@ class H2Connection(asyncio.Protocol):
             except Exception:
                 raise calls.CallError(13, "cannot parse the request message") from None
             context = calls.CallContext(stream.headers, deadline, self.peer)
-            response = await method.behavior(request, context)
+            response = method.behavior(request, context)
+            if inspect.isawaitable(response):
+                response = await response
             if context.code:
                 raise calls.CallError(context.code, context.details)
-            payload = method.serialize(response)
-            self._respond(stream, payload)
+            self._respond(stream, method.serialize(response))
         except calls.CallError as exc:
             self._finish(stream, self._trailers_only(stream.id, exc.code, exc.details))
         except asyncio.CancelledError:
@@ -436,10 +439,14 @@ class H2Connection(asyncio.Protocol):
                 return
             raise
         except Exception as exc:
-            log.exception("unhandled error in gRPC call")
-            self._finish(
-                stream, self._trailers_only(stream.id, 2, f"Unexpected {type(exc).__name__}")
-            )
+            if context is not None and context.code:
+                # As grpcio: a handler that set a status and then raised ends with that status
+                # (the generated servicer base does so for methods it does not implement).
+                self._finish(stream, self._trailers_only(stream.id, context.code, context.details))
+                return
+            log.exception("unhandled error in gRPC call %s", stream.id)
+            message_text = f"Unexpected {type(exc).__name__}"
+            self._finish(stream, self._trailers_only(stream.id, 2, message_text))
         finally:
             if timer is not None:
                 timer.cancel()
