@@ -196,7 +196,7 @@ class _Connection(asyncio.Protocol):
         if length is not None and length.isdigit() and int(length) > self._limits.max_body_bytes:
             self._refuse(413, f"request body exceeds {self._limits.max_body_bytes} bytes")
             return
-        if _is_upgrade(self._headers) and _has_body(self._headers):
+        if "upgrade" in self._headers and _is_upgrade(self._headers) and _has_body(self._headers):
             # The parser stops at an upgrade request's head and would read its body as the
             # next request.
             self._refuse(400, "an Upgrade request with a body is not supported")
@@ -226,21 +226,28 @@ class _Connection(asyncio.Protocol):
         self._reading_head = True
         self._head_bytes = 0
         self._continue_owed = False
-        try:
-            parsed = httptools.parse_url(bytes(self._url))
-        except httptools.HttpParserInvalidURLError:
-            # e.g. CONNECT's authority form: this server has only origin-form paths.
-            self._refuse(400, "invalid request target")
-            return
+        url = bytes(self._url)
+        if url[:1] == b"/" and b"?" not in url and b"#" not in url:
+            path, query = url.decode("latin-1"), ""  # origin form without a query: as is
+        else:
+            try:
+                parsed = httptools.parse_url(url)
+            except httptools.HttpParserInvalidURLError:
+                # e.g. CONNECT's authority form: this server has only origin-form paths.
+                self._refuse(400, "invalid request target")
+                return
+            path = (parsed.path or b"/").decode("latin-1")
+            query = (parsed.query or b"").decode("latin-1")
         method = self._parser.get_method().decode("latin-1")
         head_only = method == "HEAD"
+        body = self._body
         request = Request(
             # HEAD is GET without the body (RFC 9110 9.3.2): handlers need to know only GET.
             method="GET" if head_only else method,
-            path=(parsed.path or b"/").decode("latin-1"),
-            query=(parsed.query or b"").decode("latin-1"),
+            path=path,
+            query=query,
             headers=self._headers,
-            body=b"".join(self._body),
+            body=body[0] if len(body) == 1 else b"".join(body),
         )
         keep_alive = self._parser.should_keep_alive()
         if not keep_alive:
@@ -342,19 +349,32 @@ class _Connection(asyncio.Protocol):
     def _write(self, response: Response, keep_alive: bool, head_only: bool = False) -> None:
         if self._transport is None or self._transport.is_closing():
             return
-        reason = _REASONS.get(response.status, "Unknown")
-        head = [
-            f"HTTP/1.1 {response.status} {reason}",
-            f"date: {self._server.date()}",
-            f"content-type: {response.content_type}",
-            f"content-length: {len(response.body)}",
-        ]
-        head.extend(f"{name}: {value}" for name, value in response.headers)
-        if not keep_alive:
-            head.append("connection: close")
-        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        body = response.body
+        if response.status == 200 and not response.headers and keep_alive:
+            # The common answer: one format call, no list.
+            data = (
+                f"HTTP/1.1 200 OK\r\ndate: {self._server.date()}\r\n"
+                f"content-type: {response.content_type}\r\ncontent-length: {len(body)}\r\n\r\n"
+            ).encode("latin-1")
+        else:
+            reason = _REASONS.get(response.status, "Unknown")
+            head = [
+                f"HTTP/1.1 {response.status} {reason}",
+                f"date: {self._server.date()}",
+                f"content-type: {response.content_type}",
+                f"content-length: {len(body)}",
+            ]
+            head.extend(f"{name}: {value}" for name, value in response.headers)
+            if not keep_alive:
+                head.append("connection: close")
+            data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
         # A HEAD answer has the headers a GET would have, Content-Length included, no body.
-        self._transport.write(data if head_only else data + response.body)
+        if head_only:
+            self._transport.write(data)
+        elif len(body) > 1 << 16:
+            self._transport.writelines((data, body))  # no copy of a big body
+        else:
+            self._transport.write(data + body)
 
     def _close(self) -> None:
         self._closing = True

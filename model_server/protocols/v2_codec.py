@@ -17,8 +17,11 @@ def element_count(key: str, shape: Any, datatype: str | None = None) -> tuple[in
 
     Without a datatype only the element limit applies (its bytes are not known yet).
     """
-    if not isinstance(shape, list | tuple) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    # Exact types first (cheaper than isinstance per dimension); a bool, an int subclass, fails
+    # both checks.
+    if not (type(shape) in (list, tuple) and all(type(d) is int and d >= 0 for d in shape)) and (
+        not isinstance(shape, list | tuple)
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
     ):
         raise invalid(f"input {key!r}: shape must be a list of non-negative integers")
     return limits.check_shape(key, shape, 1 if datatype is None else itemsize(key, datatype))
@@ -31,13 +34,23 @@ def itemsize(key: str, datatype: str) -> int:
     return numpy_dtype(key, datatype).itemsize
 
 
+_NUMPY_DTYPES: dict[str, np.dtype[Any]] = {}
+
+
 def numpy_dtype(key: str, datatype: Any) -> np.dtype[Any]:
+    found = _NUMPY_DTYPES.get(datatype) if type(datatype) is str else None
+    if found is not None:
+        return found
     if not isinstance(datatype, str):
         raise invalid(f"input {key!r}: datatype must be a string")
-    return dtypes.numpy_dtype(dtypes.v2_to_tf(datatype))
+    found = dtypes.numpy_dtype(dtypes.v2_to_tf(datatype))  # raises for an unknown name
+    _NUMPY_DTYPES[datatype] = found
+    return found
 
 
-def from_raw(key: str, datatype: str, shape: tuple[int, ...], raw: bytes) -> np.ndarray:
+def from_raw(
+    key: str, datatype: str, shape: tuple[int, ...], raw: bytes | memoryview
+) -> np.ndarray:
     """Raw tensor bytes (binary extension / raw_input_contents) as an array of `shape`."""
     size = limits.element_count(shape)
     if datatype == "BYTES":
@@ -82,7 +95,8 @@ def from_json(
             raise invalid(f"input {key!r}: data must be numbers for {datatype}")
         if dtype.kind in "iu" and array.dtype.kind == "f":
             raise invalid(f"input {key!r}: non-integer data for {datatype}")
-        array = dtypes.cast_in_range(key, array, dtype, datatype)
+        if array.dtype != dtype:  # already the input's dtype (floats): no copy
+            array = dtypes.cast_in_range(key, array, dtype, datatype)
     if array.size != size:
         raise invalid(f"input {key!r}: {array.size} elements for shape {list(shape)}")
     return array.reshape(shape)
@@ -104,7 +118,7 @@ def _flatten_strings(key: str, data: Any) -> list[bytes]:
     return out
 
 
-def _unframe(key: str, raw: bytes) -> list[bytes]:
+def _unframe(key: str, raw: bytes | memoryview) -> list[bytes]:
     items, offset = [], 0
     while offset < len(raw):
         if offset + 4 > len(raw):
@@ -129,8 +143,16 @@ def to_raw(array: np.ndarray) -> bytes:
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
 
 
+_DATATYPES: dict[np.dtype[Any], str] = {}
+
+
 def datatype(array: np.ndarray) -> str:
-    return dtypes.tf_to_v2(dtypes.tf_name_from_numpy(array.dtype))
+    name = _DATATYPES.get(array.dtype)
+    if name is None:
+        name = dtypes.tf_to_v2(dtypes.tf_name_from_numpy(array.dtype))
+        if array.dtype.kind not in "OSU":  # string dtypes vary in length: not cached
+            _DATATYPES[array.dtype] = name
+    return name
 
 
 def to_json_data(array: np.ndarray) -> Any:

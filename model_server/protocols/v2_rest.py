@@ -122,14 +122,14 @@ class V2Rest:
         )
 
 
-async def _split_body(request: Request) -> tuple[dict[str, Any], bytes, bool]:
+async def _split_body(request: Request) -> tuple[dict[str, Any], bytes | memoryview, bool]:
     """The JSON part, the binary tensor data after it, and whether the JSON may hold a null.
 
     A big JSON part is parsed off the event loop (json_body.OFF_LOOP_BYTES).
     """
     header = request.headers.get(HEADER_LENGTH)
     raw = request.body
-    binary = b""
+    binary: bytes | memoryview = b""
     if header is not None:
         # ASCII digits only: int() reads Arabic-Indic digits and raises on superscripts. And
         # few of them: int() raises past 4,300 digits.
@@ -139,7 +139,9 @@ async def _split_body(request: Request) -> tuple[dict[str, Any], bytes, bool]:
             or int(header) > len(raw)
         ):
             raise invalid(f"bad {HEADER_LENGTH} header: {header[:40]!r}")
-        raw, binary = raw[: int(header)], raw[int(header) :]
+        # The tensors are read in place (np.frombuffer): only the small JSON part is copied.
+        view = memoryview(raw)
+        raw, binary = bytes(view[: int(header)]), view[int(header) :]
     try:
         parsed = await json_body.parse_off_loop(raw, keys=_TENSOR_KEYS)
     except orjson.JSONDecodeError as exc:
@@ -149,7 +151,7 @@ async def _split_body(request: Request) -> tuple[dict[str, Any], bytes, bool]:
     return parsed.value, binary, parsed.nulls
 
 
-def _inputs(body: dict[str, Any], binary: bytes, nulls: bool) -> dict[str, Any]:
+def _inputs(body: dict[str, Any], binary: bytes | memoryview, nulls: bool) -> dict[str, Any]:
     items = body.get("inputs")
     if not isinstance(items, list) or not items:
         raise invalid("'inputs' must be a non-empty list")
@@ -167,8 +169,14 @@ def _inputs(body: dict[str, Any], binary: bytes, nulls: bool) -> dict[str, Any]:
         assert isinstance(datatype, str)  # numpy_dtype refused anything else
         shape = v2_codec.element_count(key, item.get("shape"), datatype)
         budget.add(key, limits.element_count(shape) * v2_codec.itemsize(key, datatype))
-        params = _parameters(item.get("parameters"), f"input {key!r}")
-        size = _int_param(params, "binary_data_size", f"input {key!r}")
+        raw_params = item.get("parameters")
+        size = (
+            None
+            if raw_params is None
+            else _int_param(
+                _parameters(raw_params, f"input {key!r}"), "binary_data_size", f"input {key!r}"
+            )
+        )
         if size is not None:
             if offset + size > len(binary):
                 raise invalid(f"input {key!r}: binary_data_size {size} exceeds the body")

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 from fake_servable import FakeServable
+from modelship_server.core import batching
 from modelship_server.core.batching import BatchScheduler
 from modelship_server.core.config import BatchingConfig
 from modelship_server.core.errors import Code, ServingError
@@ -173,3 +174,45 @@ def test_under_steady_load_a_batch_waits_for_as_many_rows_as_the_last() -> None:
 
     _run(BatchingConfig(max_batch_size=8, batch_timeout_micros=1_000_000), body)
     assert model.calls == [1, 3, 3]
+
+
+def test_without_a_timeout_load_waits_for_company_and_a_lone_request_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Waits long enough that a loaded test machine cannot make the company late.
+    monkeypatch.setattr(batching, "ADAPTIVE_WAIT_MIN", 0.5)
+    monkeypatch.setattr(batching, "ADAPTIVE_WAIT_MAX", 1.0)
+
+    class Slow(Doubler):
+        """Runs take 0.2 s: requests right after a run count as load, as on a real model."""
+
+        def run(self, signature: str, inputs: Tensors, output_keys: list[str] | None) -> Tensors:
+            time.sleep(0.2)
+            return super().run(signature, inputs, output_keys)
+
+    model = Slow()
+
+    async def body(scheduler: BatchScheduler) -> float:
+        # A lone request: the queue has no history of batches of many, so it runs at once.
+        await scheduler.submit("m", model, "s", {"x": np.ones((1, 1))}, None)
+        model.gate.clear()
+        first = scheduler.submit("m", model, "s", {"x": np.ones((1, 1))}, None)
+        await asyncio.to_thread(model.entered.wait, 5)
+        wave = [scheduler.submit("m", model, "s", {"x": np.ones((1, 1))}, None) for _ in range(3)]
+        model.gate.set()
+        await asyncio.gather(first, *wave)
+        # Under load (the last batch served 3 requests) the next one waits, briefly, for two
+        # more that arrive a moment later.
+        lead = scheduler.submit("m", model, "s", {"x": np.ones((1, 1))}, None)
+        await asyncio.sleep(0.05)
+        rest = [scheduler.submit("m", model, "s", {"x": np.ones((1, 1))}, None) for _ in range(2)]
+        await asyncio.gather(lead, *rest)
+        # The load is gone: a request long after the last batch runs at once.
+        await asyncio.sleep(0.5)
+        started = time.perf_counter()
+        await scheduler.submit("m", model, "s", {"x": np.ones((1, 1))}, None)
+        return time.perf_counter() - started
+
+    _, alone = _run(BatchingConfig(max_batch_size=8), body)
+    assert model.calls == [1, 1, 3, 3, 1]
+    assert alone < 0.2 + 0.4  # its run, and no adaptive wait (at least 0.5 s here)
