@@ -56,6 +56,7 @@ class Server:
             max_body_bytes=settings.max_body_bytes, request_timeout=settings.rest_timeout_seconds
         )
         self.http = HttpServer(self.router, limits)
+        self.limits = limits
         self.health: HttpServer | None = None
         if settings.health_port:
             self.health = HttpServer(self.router.health, limits)
@@ -108,7 +109,7 @@ class Server:
             registry = Registry()
             tfserving_grpc.add_to_server(registry, self.service, reload_allowed=self.worker is None)
             v2_grpc.add_to_server(registry, self.service)
-            self.grpc = GrpcServer(registry, s.max_body_bytes)
+            self.grpc = GrpcServer(registry, s.max_body_bytes, self.limits.read_timeout)
             self.grpc_port = await self.grpc.start(
                 s.host,
                 s.grpc_port,

@@ -51,14 +51,18 @@ class _Stream:
         "pending",
         "received",
         "send_window",
+        "started",
         "task",
         "timed_out",
         "trailers",
         "unacked",
     )
 
-    def __init__(self, stream_id: int, headers: list[hpack.Header], send_window: int) -> None:
+    def __init__(
+        self, stream_id: int, headers: list[hpack.Header], send_window: int, started: float
+    ) -> None:
         self.id = stream_id
+        self.started = started  # on the loop's clock: the request must arrive within a limit
         self.headers = headers
         self.chunks: list[bytes] = []
         self.received = 0
@@ -121,6 +125,7 @@ class H2Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._opened = self.server.loop.time()
         peer = transport.get_extra_info("peername")
         self.peer = f"ipv4:{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.server.connections.add(self)
@@ -327,7 +332,7 @@ class H2Connection(asyncio.Protocol):
         if len(self.streams) >= MAX_CONCURRENT_STREAMS:
             self._write(frames.rst_stream(stream_id, frames.REFUSED_STREAM))
             return
-        stream = _Stream(stream_id, headers, self._peer_window)
+        stream = _Stream(stream_id, headers, self._peer_window, self.server.loop.time())
         self.streams[stream_id] = stream
         if flags & frames.END_STREAM:
             stream.ended_remote = True
@@ -371,10 +376,10 @@ class H2Connection(asyncio.Protocol):
             self._write(frames.window_update(stream.id, stream.unacked))
             stream.unacked = 0
 
-    def _refuse_body(self, stream: _Stream, message: str) -> None:
-        # RESOURCE_EXHAUSTED, as grpcio answers a message over its limit; RST_STREAM NO_ERROR
-        # tells the client to stop sending the rest (8.1).
-        self._finish(stream, self._trailers_only(stream.id, 8, message))
+    def _refuse_body(self, stream: _Stream, message: str, code: int = 8) -> None:
+        # RESOURCE_EXHAUSTED by default, as grpcio answers a message over its limit;
+        # RST_STREAM NO_ERROR tells the client to stop sending the rest (8.1).
+        self._finish(stream, self._trailers_only(stream.id, code, message))
         self._write(frames.rst_stream(stream.id, frames.NO_ERROR))
 
     def _consumed(self, size: int) -> None:
@@ -559,6 +564,18 @@ class H2Connection(asyncio.Protocol):
     def _maybe_close(self) -> None:
         if (self._goaway or self.server.draining) and not self.streams:
             self._close()
+
+    def check_deadline(self, now: float, read_timeout: float) -> None:
+        """A connection must send its preface, and each call its whole request, in time; an
+        established connection may stay open without calls (gRPC channels do)."""
+        if not self._preface and now - self._opened > read_timeout:
+            self._close()
+            return
+        for stream in list(self.streams.values()):
+            if not stream.ended_remote and now - stream.started > read_timeout:
+                self._refuse_body(
+                    stream, f"request not received whole within {read_timeout:g} s", code=4
+                )
 
     @property
     def idle(self) -> bool:

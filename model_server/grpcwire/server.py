@@ -16,9 +16,10 @@ class GrpcServer:
     """Serves the unary methods registered in `registry`, with the same start/drain shape as
     the REST server: listen, stop accepting, let calls finish by a deadline, close."""
 
-    def __init__(self, registry: Registry, max_message: int) -> None:
+    def __init__(self, registry: Registry, max_message: int, read_timeout: float = 30.0) -> None:
         self.registry = registry
         self.max_message = max_message
+        self.read_timeout = read_timeout
         # A whole message always fits in the window; more would only let a client park data.
         self.connection_window = min(
             frames.MAX_WINDOW, max(MIN_CONNECTION_WINDOW, 2 * (max_message + 5))
@@ -27,6 +28,7 @@ class GrpcServer:
         self.draining = False
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -54,7 +56,17 @@ class GrpcServer:
             backlog=1024,
             ssl=ssl_context,
         )
+        self._sweeper = self._loop.create_task(self._sweep())
         return int(self._server.sockets[0].getsockname()[1])
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = min(1.0, self.read_timeout / 10)
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for conn in list(self.connections):
+                conn.check_deadline(now, self.read_timeout)
 
     def stop_accepting(self) -> None:
         """No new connections; open ones get GOAWAY and close once their calls are done."""
@@ -76,5 +88,7 @@ class GrpcServer:
             conn.abort()
         for _ in range(3):
             await asyncio.sleep(0)
+        if self._sweeper:
+            self._sweeper.cancel()
         if self._server:
             await self._server.wait_closed()

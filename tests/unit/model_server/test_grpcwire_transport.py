@@ -29,6 +29,7 @@ from modelship_server.proto import grpc_predict_v2_pb2_grpc as pb_grpc
 
 INFER = "/inference.GRPCInferenceService/ModelInfer"
 MAX_MESSAGE = 256 * 1024
+READ_TIMEOUT = 1.0
 
 
 class EchoServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
@@ -79,7 +80,7 @@ def served(servicer: EchoServicer) -> Iterator[Served]:
     thread.start()
     registry = Registry()
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, registry)  # type: ignore[no-untyped-call]
-    server = GrpcServer(registry, MAX_MESSAGE)
+    server = GrpcServer(registry, MAX_MESSAGE, read_timeout=READ_TIMEOUT)
     port = asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(10)
     served = Served(server, port, loop)
     yield served
@@ -479,3 +480,19 @@ def test_drain_finishes_calls_and_refuses_new_ones(served: Served) -> None:
         with pytest.raises(grpc.RpcError) as refused:
             stub.ModelInfer(_request_of(1), timeout=5)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_request_must_arrive_in_time(client: Client, served: Served) -> None:
+    stream = client.start()
+    client.send(stream, _framed(_infer("m", b"x" * 100))[:50], end=False)
+    started = time.monotonic()
+    response = client.wait(stream)
+    assert _status(response)[0] == 4
+    assert "within 1 s" in _status(response)[1]
+    assert time.monotonic() - started < READ_TIMEOUT * 3
+    assert _status(client.call(_infer("m", b"")))[0] == 0  # the connection goes on
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as silent:
+        silent.settimeout(READ_TIMEOUT * 5)
+        data = silent.recv(65536)  # our SETTINGS, then the close: no preface came
+        while data:
+            data = silent.recv(65536)
