@@ -81,6 +81,12 @@ STATIC: tuple[Header, ...] = tuple(
 )
 ENTRY_OVERHEAD = 32  # bytes an entry counts beyond its name and value (4.1)
 
+# Clients Huffman-code the same short values call after call (paths, content types, user
+# agents) when they do not index them; decoding one costs microseconds, a lookup far less.
+_HUFFMAN_CACHE: dict[bytes, bytes] = {}
+_CACHE_ENTRIES = 1024
+_CACHED_LENGTH = 64
+
 
 class HpackError(ValueError):
     """A header block that cannot be decoded: a COMPRESSION_ERROR for the whole connection."""
@@ -183,10 +189,17 @@ class Decoder:
             raise HpackError("string runs past the end of the block")
         raw = block[pos:stop]
         if coded:
-            try:
-                return huffman.decode(raw), stop
-            except huffman.HuffmanError as exc:
-                raise HpackError(str(exc)) from None
+            decoded = _HUFFMAN_CACHE.get(raw)
+            if decoded is None:
+                try:
+                    decoded = huffman.decode(raw)
+                except huffman.HuffmanError as exc:
+                    raise HpackError(str(exc)) from None
+                if len(raw) <= _CACHED_LENGTH:
+                    if len(_HUFFMAN_CACHE) >= _CACHE_ENTRIES:
+                        _HUFFMAN_CACHE.clear()
+                    _HUFFMAN_CACHE[raw] = decoded
+            return decoded, stop
         return raw, stop
 
     def _literal(self, block: bytes, pos: int, prefix_bits: int) -> tuple[Header, int]:
