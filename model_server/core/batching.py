@@ -11,11 +11,11 @@ Scheduling, per queue (one per servable, signature and output selection):
 - under load, the tasks already queued are merged up to `max_batch_size` rows, and the thread
   may wait for as many rows as the previous batch had, since in steady load that many requests
   come back round: up to `batch_timeout_micros` from the oldest task, or with no timeout set,
-  up to twice as long as the previous batch ran (1 to 5 ms), counted from when the thread is
-  ready. Taking only whoever came first let batches shrink under load (on 2 CPUs an MLP at 64
-  clients ran batches of ~11 rows, where a row costs nearly three times what it does in a
-  batch of 64; now ~55-60). While the event loop is the bottleneck the wait costs no throughput, and the
-  wait ends as soon as the target is there;
+  up to three times as long as the previous batch ran (1 to 5 ms), counted from when the
+  thread is ready. Taking only whoever came first let batches shrink under load (on 2 CPUs an
+  MLP at 64 clients ran batches of ~11 rows, where a row costs nearly three times what it does
+  in a batch of 64; now ~50-60). While the event loop is the bottleneck the wait costs no
+  throughput, and it ends as soon as the target is there;
 - at most `max_enqueued_batches * max_batch_size` rows wait per queue; beyond that a request is
   refused with RESOURCE_EXHAUSTED instead of growing memory.
 """
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 _Outcome = Tensors | ServingError
 
 # With batch_timeout_micros 0, how long a batch thread may wait under load for its target rows:
-# twice the previous batch's run time, within these bounds.
+# three times the previous batch's run time, within these bounds.
 ADAPTIVE_WAIT_MIN = 0.001
 ADAPTIVE_WAIT_MAX = 0.005
 
@@ -238,9 +238,9 @@ class BatchScheduler:
         else:
             # No timeout set: wait only under load (the previous batch served more than one
             # request, and this one came before that batch's run time had passed again), for
-            # twice as long as that batch ran (ADAPTIVE_WAIT_MIN to ADAPTIVE_WAIT_MAX).
+            # three times as long as that batch ran (ADAPTIVE_WAIT_MIN to ADAPTIVE_WAIT_MAX).
             idle = queue.last_requests <= 1 or first.enqueued - queue.last_done > queue.last_run
-            wait = min(max(2 * queue.last_run, ADAPTIVE_WAIT_MIN), ADAPTIVE_WAIT_MAX)
+            wait = min(max(3 * queue.last_run, ADAPTIVE_WAIT_MIN), ADAPTIVE_WAIT_MAX)
             deadline = time.perf_counter() + wait
         target = 1 if idle else min(limit, max(queue.last_rows, 1))
         while True:

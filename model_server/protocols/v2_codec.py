@@ -9,6 +9,7 @@ import numpy as np
 
 from ..core import dtypes, limits
 from ..core.errors import invalid
+from . import json_body
 from .json_tensors import check_json_numbers, float_array
 
 
@@ -24,7 +25,14 @@ def element_count(key: str, shape: Any, datatype: str | None = None) -> tuple[in
         or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
     ):
         raise invalid(f"input {key!r}: shape must be a list of non-negative integers")
-    return limits.check_shape(key, shape, 1 if datatype is None else itemsize(key, datatype))
+    size = 1 if datatype is None else itemsize(key, datatype)
+    elements = 1
+    for d in shape:
+        elements *= d
+    bounds = limits.current()
+    if elements <= bounds.max_elements and elements * size <= bounds.max_bytes:
+        return tuple(shape)  # within the limits: check_shape would give the same
+    return limits.check_shape(key, shape, size)  # raises, naming the limit
 
 
 def itemsize(key: str, datatype: str) -> int:
@@ -78,6 +86,15 @@ def from_json(
 ) -> np.ndarray:
     """`data` as an array of `shape`; typed: the values come from a typed protobuf field."""
     size = limits.element_count(shape)
+    if type(data) is np.ndarray and not typed and data.dtype.kind in "if":
+        # Numbers json_body parsed already (int64 or float64, never a null): for a float
+        # input, only the cast and the size are left to check.
+        dtype = numpy_dtype(key, datatype)
+        if dtype.kind == "f":
+            array = json_body.as_dtype(data, dtype)
+            if array.size != size:
+                raise invalid(f"input {key!r}: {array.size} elements for shape {list(shape)}")
+            return array.reshape(shape)
     if datatype == "BYTES":
         flat = _flatten_strings(key, data)
         array = np.empty(len(flat), dtype=object)

@@ -71,12 +71,28 @@ class V2Rest:
         started = time.perf_counter()
         ok = False
         try:
-            body, binary, nulls = await _split_body(request)
+            raw, binary = _split_body(request)
+            try:
+                # A big JSON part is parsed off the event loop (json_body.OFF_LOOP_BYTES); a
+                # small one here, without the hand-over.
+                parsed = (
+                    await json_body.parse_off_loop(raw, _TENSOR_KEYS)
+                    if json_body.off_loop(raw)
+                    else json_body.parse(raw, _TENSOR_KEYS)
+                )
+            except orjson.JSONDecodeError as exc:
+                raise invalid(f"JSON parse error: {exc.msg} at offset {exc.pos}") from None
+            body = parsed.value
+            if type(body) is not dict:
+                raise invalid("request body must be a JSON object")
             resolved = self.service.resolve(name, version)
             params = _parameters(body.get("parameters"), "the request")
             signature = self.service.signature(resolved, params.get("signature_name"))
-            inputs = _inputs(body, binary, nulls)
-            wanted, binary_out = _requested_outputs(body, params)
+            inputs = _inputs(body, binary, parsed.nulls)
+            if "outputs" in body or params:
+                wanted, binary_out = _requested_outputs(body, params)
+            else:
+                wanted, binary_out = [], False
             outputs = await self.service.run(resolved, signature, inputs, wanted or None)
             response = self._respond(body, resolved.name, resolved.version, outputs, binary_out)
             ok = True
@@ -122,33 +138,19 @@ class V2Rest:
         )
 
 
-async def _split_body(request: Request) -> tuple[dict[str, Any], bytes | memoryview, bool]:
-    """The JSON part, the binary tensor data after it, and whether the JSON may hold a null.
-
-    A big JSON part is parsed off the event loop (json_body.OFF_LOOP_BYTES).
-    """
+def _split_body(request: Request) -> tuple[bytes, bytes | memoryview]:
+    """The JSON part of the body, and the binary tensor data after it."""
     header = request.headers.get(HEADER_LENGTH)
     raw = request.body
-    binary: bytes | memoryview = b""
-    if header is not None:
-        # ASCII digits only: int() reads Arabic-Indic digits and raises on superscripts. And
-        # few of them: int() raises past 4,300 digits.
-        if (
-            not (header.isascii() and header.isdigit())
-            or len(header) > 19
-            or int(header) > len(raw)
-        ):
-            raise invalid(f"bad {HEADER_LENGTH} header: {header[:40]!r}")
-        # The tensors are read in place (np.frombuffer): only the small JSON part is copied.
-        view = memoryview(raw)
-        raw, binary = bytes(view[: int(header)]), view[int(header) :]
-    try:
-        parsed = await json_body.parse_off_loop(raw, keys=_TENSOR_KEYS)
-    except orjson.JSONDecodeError as exc:
-        raise invalid(f"JSON parse error: {exc.msg} at offset {exc.pos}") from None
-    if not isinstance(parsed.value, dict):
-        raise invalid("request body must be a JSON object")
-    return parsed.value, binary, parsed.nulls
+    if header is None:
+        return raw, b""
+    # ASCII digits only: int() reads Arabic-Indic digits and raises on superscripts. And
+    # few of them: int() raises past 4,300 digits.
+    if not (header.isascii() and header.isdigit()) or len(header) > 19 or int(header) > len(raw):
+        raise invalid(f"bad {HEADER_LENGTH} header: {header[:40]!r}")
+    # The tensors are read in place (np.frombuffer): only the small JSON part is copied.
+    view = memoryview(raw)
+    return bytes(view[: int(header)]), view[int(header) :]
 
 
 def _inputs(body: dict[str, Any], binary: bytes | memoryview, nulls: bool) -> dict[str, Any]:
