@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+
 import numpy as np
 from fake_servable import FakeServable
+from modelship_server.core.config import BatchingConfig, ModelConfig, VersionPolicy
+from modelship_server.core.inference import InferenceService
 from modelship_server.core.inline import InlineRunner, rows_of
-from modelship_server.core.types import Tensors
+from modelship_server.core.manager import ModelManager
+from modelship_server.core.metrics import ServerMetrics
+from modelship_server.core.types import PREDICT_METHOD, Signature, Tensors, TensorSpec
 
 
 class _Clocked(FakeServable):
@@ -63,3 +71,51 @@ def test_rows_of() -> None:
     assert rows_of({"x": np.zeros((3, 4))}) == 3
     assert rows_of({"x": np.float32(1.0)}) == 0
     assert rows_of({}) == 0
+
+
+class _Recorded(FakeServable):
+    """A quick servable with a batchable signature, recording the rows of every run."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    @property
+    def signatures(self) -> Mapping[str, Signature]:
+        spec = {"x": TensorSpec("x", "DT_FLOAT", (-1, 1))}
+        out = {"y": TensorSpec("y", "DT_FLOAT", (-1, 1))}
+        return {"serving_default": Signature("serving_default", PREDICT_METHOD, spec, out)}
+
+    def run(self, signature: str, inputs: Tensors, output_keys: list[str] | None) -> Tensors:
+        self.calls.append(rows_of(inputs))
+        return {"y": inputs["x"] * 2}
+
+
+def test_requests_arriving_together_are_batched_even_after_a_lone_one(tmp_path: Path) -> None:
+    # Under load one inline run (the event loop blocked) used to make the next request find
+    # nothing else in flight again: every request then ran inline, one at a time.
+    (tmp_path / "1").mkdir()
+    model = _Recorded()
+    manager = ModelManager(lambda path: model, poll_seconds=0)
+    manager.set_config([ModelConfig("m", str(tmp_path), VersionPolicy())])
+    manager.sync()
+    service = InferenceService(manager, ServerMetrics(), BatchingConfig(max_batch_size=8))
+    service.start()
+
+    async def body() -> None:
+        resolved = service.resolve("m")
+        signature = service.signature(resolved, None)
+
+        async def one() -> Tensors:
+            return await service.run(resolved, signature, {"x": np.ones((1, 1), np.float32)})
+
+        await one()  # learns the cost: a batch thread run
+        await one()  # lone and quick: inline
+        await asyncio.gather(*(one() for _ in range(4)))  # arriving together
+
+    try:
+        asyncio.run(body())
+    finally:
+        service.stop()
+    assert model.calls[:2] == [1, 1]
+    assert sum(model.calls[2:]) == 4
+    assert len(model.calls) < 6  # the four were batched, not each run on its own
