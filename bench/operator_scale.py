@@ -4,7 +4,8 @@ For each N: the same N Deployments and Services applied straight to the cluster 
 the controller-manager, scheduler and kwok need with no operator at all), then N ModelDeployments
 through the operator. Reports the time until all are ready, the ratio of the two (measured side by
 side in one run, so the machine's noise mostly cancels), the operator's API requests per
-ModelDeployment as the apiserver's audit log counts them, and the operator's peak RSS.
+ModelDeployment as the apiserver's audit log counts them, the operator's peak RSS and CPU, and
+the control plane's CPU in each phase (kubectl's own CPU in the floor is not counted).
 
     .venv/bin/python bench/operator_scale.py --counts 10 100 500
 """
@@ -153,7 +154,9 @@ def ready_namespace(cluster: LocalCluster, name: str, timeout: float = 60) -> No
         time.sleep(0.1)
 
 
-def run_one(n: int, workers: int, timeout: float) -> dict[str, Any]:
+def run_one(
+    n: int, workers: int, timeout: float, operator_args: tuple[str, ...] = ()
+) -> dict[str, Any]:
     root = ROOT / ".cluster" / "bench"
     shutil.rmtree(root, ignore_errors=True)
     capacity = max(n * 2 // 100 + 2, 4)  # both phases' pods fit, 110 pods a node
@@ -167,16 +170,20 @@ def run_one(n: int, workers: int, timeout: float) -> dict[str, Any]:
     try:
         install_crds(cluster, ROOT / "crds")
         product.install_chart(cluster, ROOT / "charts" / "modelship")
-        product.start_operator(cluster, f"--workers={workers}")
+        product.start_operator(cluster, f"--workers={workers}", *operator_args)
         for namespace in ("floor", "operator"):
             ready_namespace(cluster, namespace)
         time.sleep(2)  # the operator's watches are up and idle
 
+        cpu_floor = {name: _cpu_seconds(pid) for name, pid in cluster.pids.items()}
         began = time.monotonic()
         _apply(cluster, "floor", _plain_children(n, "floor"))
         floor_seconds = _wait_all(cluster, "floor", "deployments", n, began, timeout)
 
         cpu_before = {name: _cpu_seconds(pid) for name, pid in cluster.pids.items()}
+        floor_cpu = sum(
+            cpu_before[name] - cpu_floor[name] for name in cpu_before if name != "operator"
+        )
         began = time.monotonic()
         _apply(cluster, "operator", _model_deployments(n))
         operator_seconds = _wait_all(cluster, "operator", "modeldeployments", n, began, timeout)
@@ -193,6 +200,7 @@ def run_one(n: int, workers: int, timeout: float) -> dict[str, Any]:
             "peak_rss_mb": round(_peak_rss_mb(cluster.pids["operator"]), 1),
             "operator_cpu_s": round(cpu.pop("operator"), 1),
             "control_plane_cpu_s": round(sum(cpu.values()), 1),
+            "floor_control_plane_cpu_s": round(floor_cpu, 1),
         }
     finally:
         cluster.stop()
@@ -205,7 +213,16 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[10, 100, 500])
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument(
+        "--service-creates",
+        type=int,
+        default=None,
+        help="the operator's --service-creates (default: the operator's own default)",
+    )
     args = parser.parse_args()
+    operator_args = (
+        (f"--service-creates={args.service_creates}",) if args.service_creates is not None else ()
+    )
     header = (
         "N",
         "floor s",
@@ -216,10 +233,11 @@ def main() -> None:
         "peak RSS MB",
         "operator CPU s",
         "control-plane CPU s",
+        "floor control-plane CPU s",
     )
     print(" | ".join(header))
     for n in args.counts:
-        row = run_one(n, args.workers, args.timeout)
+        row = run_one(n, args.workers, args.timeout, operator_args)
         print(" | ".join(str(v) for v in row.values()), flush=True)
 
 

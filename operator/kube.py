@@ -37,15 +37,17 @@ def object_path(kind: str, namespace: str, name: str | None = None) -> str:
     return f"{path}/{name}" if name else path
 
 
-def load_client_config() -> client.ApiClient:
-    """In a pod: the service account. Elsewhere: $KUBECONFIG or ~/.kube/config."""
+def load_client_config(pool_size: int = 32) -> client.ApiClient:
+    """In a pod: the service account. Elsewhere: $KUBECONFIG or ~/.kube/config. `pool_size`
+    should cover every thread that sends requests at once: urllib3 opens a connection beyond
+    the pool when all are busy and closes it after one request (a TLS handshake each time)."""
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     configuration = client.Configuration.get_default_copy()
     # Many reconciles run at once; the default pool of 4 connections would serialise them.
-    configuration.connection_pool_maxsize = 32
+    configuration.connection_pool_maxsize = pool_size
     return client.ApiClient(configuration)
 
 

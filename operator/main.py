@@ -21,7 +21,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="watch only this namespace (repeatable); default: all",
     )
     parser.add_argument(
-        "--workers", type=int, default=SETTINGS.workers, help="reconciles running at once"
+        "--workers",
+        type=int,
+        default=SETTINGS.workers,
+        help="reconciles running at once, per kind and per queue lane (new specs, routine)",
+    )
+    parser.add_argument(
+        "--service-creates",
+        type=int,
+        default=SETTINGS.service_creates,
+        help="ClusterIP Services created at once (the apiserver allocates their IPs one at a "
+        "time; more only wait there); 0: no limit",
     )
     parser.add_argument(
         "--resync-seconds",
@@ -132,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     SETTINGS.prometheus.timeout = args.prometheus_timeout
     SETTINGS.prometheus.rate_window = args.metrics_window
     SETTINGS.workers = args.workers
+    SETTINGS.service_creates = args.service_creates
     SETTINGS.resync_seconds = args.resync_seconds
     SETTINGS.version_timeout = args.model_version_timeout
     SETTINGS.leader_elect = args.leader_elect

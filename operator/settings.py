@@ -33,6 +33,8 @@ class PrometheusSettings:
 @dataclass
 class Settings:
     workers: int = int(os.environ.get("MODELSHIP_WORKERS", "16"))
+    # ClusterIP Services created at once (controller/reconcile.py CreateLimits; 0: no limit).
+    service_creates: int = int(os.environ.get("MODELSHIP_SERVICE_CREATES", "4"))
     resync_seconds: float = float(os.environ.get("MODELSHIP_RESYNC_SECONDS", "300"))
     metrics_port: int = int(os.environ.get("MODELSHIP_METRICS_PORT", "8080"))
     health_port: int = int(os.environ.get("MODELSHIP_HEALTH_PORT", "8081"))

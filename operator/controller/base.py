@@ -17,7 +17,7 @@ from urllib3.exceptions import HTTPError
 
 from ..kube import KubeApi
 from ..resources.kinds import CHILDREN
-from .queue import Key, WorkQueue
+from .queue import LANES, Key, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,12 @@ class KindController:
 
     # ---- the caches ---------------------------------------------------------------------------
 
-    def notify(self, key: Key, indexes: Mapping[str, Any], *, urgent: bool = False) -> None:
-        """Called by every watch event: refresh the index view and queue the object. `urgent`
-        skips the settle delay (a spec not yet acted on: nothing to coalesce with)."""
+    def notify(self, key: Key, indexes: Mapping[str, Any], *, new: bool = False) -> None:
+        """Called by every watch event: refresh the index view and queue the object. `new` (a
+        spec not yet acted on: nothing to coalesce with) skips the settle delay and takes the
+        queue's NEW lane."""
         self._indexes = indexes
-        self.queue.add(key, urgent=urgent)
+        self.queue.add(key, new=new)
 
     def refresh(self, indexes: Mapping[str, Any]) -> None:
         self._indexes = indexes
@@ -100,11 +101,14 @@ class KindController:
     # ---- running ------------------------------------------------------------------------------
 
     async def start(self, api: KubeApi, workers: int, resync_seconds: float) -> None:
+        """`workers` reconciles at once per lane of the queue (queue.py)."""
         self._api = api
         self._executor = ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix=f"reconcile-{self.plural}"
+            max_workers=workers * len(LANES), thread_name_prefix=f"reconcile-{self.plural}"
         )
-        self._tasks = [asyncio.create_task(self._work()) for _ in range(workers)]
+        self._tasks = [
+            asyncio.create_task(self._work(lane)) for lane in LANES for _ in range(workers)
+        ]
         self._tasks.append(asyncio.create_task(self._resync(resync_seconds)))
 
     def add_task(self, task: asyncio.Task[None]) -> None:
@@ -117,10 +121,10 @@ class KindController:
         if self._executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _work(self) -> None:
+    async def _work(self, lane: str) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            key = await self.queue.get()
+            key = await self.queue.get(lane)
             try:
                 snapshot = self.snapshot(key)
                 if snapshot is None:

@@ -19,6 +19,7 @@ from .scaling import ScaleState
 from .trained_model import mark_model_uri
 
 INVALID_SPEC = "InvalidSpec"
+CREATED = "Created"  # the event reason of a child the apply creates
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def _apply_event(
 ) -> Event:
     name = want["metadata"]["name"]
     if live is None:
-        return Event("Normal", "Created", f"created {kind} {name}")
+        return Event("Normal", CREATED, f"created {kind} {name}")
     if kind == "Deployment" and scale_message:
         before, after = live.get("spec", {}).get("replicas"), want["spec"]["replicas"]
         if before != after:

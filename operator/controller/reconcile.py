@@ -6,7 +6,10 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -17,7 +20,7 @@ from ..api.modeldeployment import ModelDeploymentSpec
 from ..resources.kinds import BY_KIND
 from ..resources.names import ModelDeploymentRef, model_name, monitoring_port
 from ..resources.scaledobject import Blocker, MetricsSource, is_keda
-from .plan import INVALID_SPEC, ChildPlan, Event, Snapshot, plan_children
+from .plan import CREATED, INVALID_SPEC, ChildPlan, Event, Snapshot, plan_children
 from .scaling import SCALING_ACTIVE, effective_replicas
 from .status import Verdict, build_status, invalid_spec_status, judge
 from .trained_model import Waiting, resolve
@@ -98,12 +101,41 @@ class Written:
     applied_deployment: bool = False
 
 
-def write_children(plan: ChildPlan, api: Writer) -> Written:
+class CreateLimits:
+    """At most `n` creates of one child kind in flight at once, across all reconciles. Creating
+    a ClusterIP Service allocates its IP, and the apiserver allocates one at a time: 16 creates
+    at once each took about 1.1 s, 2 at once about 0.13 s, with no more Services per second
+    (BENCHMARKS.md, operator scale). The workers then wait here instead of inside the apiserver,
+    and requests that do not allocate (Deployments, status) are not queued behind them there."""
+
+    def __init__(self, limits: Mapping[str, int] | None = None) -> None:
+        self._lanes = {
+            kind: threading.BoundedSemaphore(n) for kind, n in (limits or {}).items() if n > 0
+        }
+
+    @contextmanager
+    def creating(self, kind: str) -> Iterator[None]:
+        lane = self._lanes.get(kind)
+        if lane is None:
+            yield
+            return
+        with lane:
+            yield
+
+
+NO_LIMITS = CreateLimits()
+
+
+def write_children(plan: ChildPlan, api: Writer, limits: CreateLimits = NO_LIMITS) -> Written:
     """Apply, then delete (only when nothing was refused: a refused spec keeps what runs)."""
     done = Written(refused=plan.refused, blocker=plan.scaling_blocker)
     for obj, event in plan.apply:
         try:
-            api.apply(obj)
+            if event.reason == CREATED:
+                with limits.creating(obj["kind"]):
+                    api.apply(obj)
+            else:
+                api.apply(obj)
         except ApiException as err:
             missing = _kind_not_installed(obj, err)
             if missing is not None:
@@ -132,19 +164,70 @@ def write_children(plan: ChildPlan, api: Writer) -> Written:
     return done
 
 
+class FirstStatus:
+    """Holds back the first status of a new object for a short grace after its children are
+    created, so a quick rollout costs one status write (Ready) instead of two (RollingOut, then
+    Ready): in a burst of creations every write competes with the next object's creates. Only
+    an object with no conditions yet waits (a changed spec reports RollingOut at once, so an old
+    Ready=True never outlives it), only while nothing is wrong, and never past the grace: the
+    controller looks again when it ends (`due_in`). Reconciles of different objects share one
+    instance from several threads; each touches only its own uid's entry."""
+
+    def __init__(self, grace: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.grace = grace
+        self._clock = clock
+        # (namespace, name, uid) → when the first status must be written
+        self._due: dict[tuple[str, str, str], float] = {}
+
+    def can_wait(self, snapshot: Snapshot, done: Written, verdict: Verdict) -> bool:
+        ref = snapshot.ref
+        uid = (ref.namespace, ref.name, ref.uid)
+        quiet = (
+            not snapshot.status.get("conditions")  # never reported (the CRD defaults the rest)
+            and not verdict.ready
+            and not verdict.stalled
+            and verdict.reason in ("Creating", "RollingOut")
+            and done.refused is None
+            and done.forbidden is None
+            and done.blocker is None
+        )
+        now = self._clock()
+        if quiet and done.applied_deployment and "Deployment" not in snapshot.children:
+            self._due[uid] = now + self.grace  # the children were created just now
+        due = self._due.get(uid)
+        if not quiet or due is None or now >= due:
+            self._due.pop(uid, None)
+            return False
+        return True
+
+    def due_in(self, ref: ModelDeploymentRef) -> float | None:
+        """Seconds until a held-back first status must be written; None if none is held."""
+        due = self._due.get((ref.namespace, ref.name, ref.uid))
+        return None if due is None else max(0.0, due - self._clock())
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The object is gone."""
+        for held in [held for held in self._due if held[:2] == (namespace, name)]:
+            self._due.pop(held, None)
+
+
 def reconcile(
     snapshot: Snapshot,
     api: Writer,
     now: Callable[[], str] = utc_now,
     prober: VersionProber | None = None,
     metrics: MetricsSource | None = None,
+    first_status: FirstStatus | None = None,
+    limits: CreateLimits = NO_LIMITS,
 ) -> int:
     """Returns the number of writes made. Transient API errors propagate (the queue retries
     with backoff); refusals (400, 422, a 500 about the object) become Stalled=True with reason
     InvalidSpec for this generation and are not retried until the spec changes; a 403 becomes
     Stalled=True with reason Forbidden and the apiserver's message, then propagates for a retry.
     `metrics` is the Prometheus a keda-mode ScaledObject reads; a child whose
-    CRD is not installed (KEDA's) sets ScalingActive=False and the others go on."""
+    CRD is not installed (KEDA's) sets ScalingActive=False and the others go on.
+    `first_status` (the controller's) lets a new object's first status wait briefly; `limits`
+    bounds the creates of a kind in flight at once."""
     ref = snapshot.ref
     writes = 0
     try:
@@ -163,7 +246,7 @@ def reconcile(
         return _wait_for_model(snapshot, spec, source, api, now, replicas)
     spec = source.spec
     plan = plan_children(snapshot, spec, replicas, metrics, model_uri=source.model_uri)
-    done = write_children(plan, api)
+    done = write_children(plan, api, limits)
     writes += done.writes
     events: list[Event] = list(done.events)
     apply_error = done.refused
@@ -195,6 +278,8 @@ def reconcile(
         scaling_blocker=done.blocker,
     )
     events += _scale_ignored_events(snapshot, spec, replicas)
+    if first_status is not None and first_status.can_wait(snapshot, done, verdict):
+        status = snapshot.status  # written by a later reconcile; see FirstStatus
     if status != snapshot.status:
         events += _transition_events(snapshot, verdict) + _blocker_events(snapshot, done.blocker)
         api.apply_status(ref, status)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,7 +22,7 @@ from .base import CHILD_INDEXES, KindController, only
 from .object_metrics import forget_model_deployment, record_model_deployment
 from .plan import Snapshot
 from .queue import Key
-from .reconcile import reconcile
+from .reconcile import CreateLimits, FirstStatus, reconcile
 from .scaling import ScaleState, effective_replicas
 from .status import pod_ready
 from .version import VersionProber
@@ -50,6 +51,9 @@ class Controller(KindController):
         self._spec_replicas: dict[Key, int] = {}
         # Parsed specs by (key, resourceVersion): a tick must not re-validate 500 specs.
         self._specs: dict[Key, tuple[str, ModelDeploymentSpec | None]] = {}
+        # New objects whose first status waits for a quick rollout (reconcile.py).
+        self._first_status = FirstStatus()
+        self._limits = CreateLimits()
 
     async def start(  # type: ignore[override]
         self,
@@ -59,7 +63,10 @@ class Controller(KindController):
         version_timeout: float,
         prometheus: PrometheusSettings | None = None,
         autoscale_tick: float = 1.0,
+        create_limits: Mapping[str, int] | None = None,
     ) -> None:
+        """`create_limits`: child kind → creates in flight at once (reconcile.CreateLimits)."""
+        self._limits = CreateLimits(create_limits)
         await super().start(api, workers, resync_seconds)
         self._prober = VersionProber(timeout=version_timeout) if version_timeout > 0 else None
         prometheus = prometheus or PrometheusSettings()
@@ -102,11 +109,21 @@ class Controller(KindController):
         )
 
     def reconcile(self, snapshot: Any, api: KubeApi) -> float | None:
-        reconcile(snapshot, api, prober=self._prober, metrics=self._metrics)
-        return None
+        first = self._first_status
+        reconcile(
+            snapshot,
+            api,
+            prober=self._prober,
+            metrics=self._metrics,
+            first_status=first,
+            limits=self._limits,
+        )
+        # A first status held back: look again when its grace ends, events or not.
+        return first.due_in(snapshot.ref)
 
     def forget(self, key: Key) -> None:
         forget_model_deployment(key)
+        self._first_status.forget(*key)
         if self._prober is not None:
             self._prober.forget(key)  # deleted: nothing left to ask about
 

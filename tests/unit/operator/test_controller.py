@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -11,8 +14,8 @@ from kubernetes.client.exceptions import ApiException
 from modelship_operator.api.modeldeployment import ModelDeploymentSpec
 from modelship_operator.controller.compare import contains
 from modelship_operator.controller.plan import Snapshot, plan_children
-from modelship_operator.controller.queue import WorkQueue
-from modelship_operator.controller.reconcile import reconcile
+from modelship_operator.controller.queue import NEW, ROUTINE, WorkQueue
+from modelship_operator.controller.reconcile import CreateLimits, FirstStatus, reconcile
 from modelship_operator.controller.status import judge, pod_problem
 from modelship_operator.resources.children import desired_children
 from modelship_operator.resources.names import ModelDeploymentRef
@@ -212,3 +215,119 @@ def test_queue_coalesces_and_requeues_keys_changed_while_active() -> None:
         return got
 
     assert asyncio.run(scenario()) == [("ns", "a"), ("ns", "b"), ("ns", "a")]
+
+
+def test_a_new_objects_first_status_waits_for_a_quick_rollout() -> None:
+    """Creating the children posts the Created event only; within the grace, a rollout still in
+    progress writes nothing either; the first status is then Ready at once."""
+    clock = [100.0]
+    first = FirstStatus(grace=2.0, clock=lambda: clock[0])
+    api = FakeApi()
+    defaulted = {**BODY, "status": {"observedGeneration": 0}}  # the CRD's default status
+    reconcile(Snapshot(defaulted, {}, []), api, now=lambda: "t", first_status=first)
+    assert [c for c in api.calls if c[0] == "status"] == []
+    assert ("event", "Created") in api.calls
+    ref = ModelDeploymentRef.from_body(BODY)
+    assert first.due_in(ref) == 2.0
+    live = {kind: copy.deepcopy(obj) for kind, obj in _children().items()}
+    rolling = copy.deepcopy(_ready_deployment())
+    rolling["status"]["availableReplicas"] = 0
+    rolling["status"]["readyReplicas"] = 0
+    clock[0] = 101.0
+    waiting = FakeApi()
+    reconcile(Snapshot(BODY, {**live, "Deployment": rolling}, []), waiting, first_status=first)
+    assert waiting.calls == []
+    assert first.due_in(ref) == 1.0
+    live["Deployment"] = _ready_deployment()
+    clock[0] = 101.5
+    follow_up = FakeApi()
+    reconcile(Snapshot(BODY, live, []), follow_up, now=lambda: "t", first_status=first)
+    (status,) = [c[1] for c in follow_up.calls if c[0] == "status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], status["observedGeneration"]) == ("True", 1)
+    assert ("event", "Ready") in follow_up.calls
+    assert first.due_in(ref) is None
+
+
+def test_a_slow_rollout_reports_rolling_out_when_the_grace_ends() -> None:
+    clock = [100.0]
+    first = FirstStatus(grace=2.0, clock=lambda: clock[0])
+    reconcile(Snapshot(BODY, {}, []), FakeApi(), now=lambda: "t", first_status=first)
+    live = {kind: copy.deepcopy(obj) for kind, obj in _children().items()}
+    live["Deployment"]["metadata"]["generation"] = 1
+    live["Deployment"]["status"] = {"observedGeneration": 1, "replicas": 2}
+    clock[0] = 102.0
+    api = FakeApi()
+    reconcile(Snapshot(BODY, live, []), api, now=lambda: "t", first_status=first)
+    (status,) = [c[1] for c in api.calls if c[0] == "status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False"
+    assert first.due_in(ModelDeploymentRef.from_body(BODY)) is None
+
+
+def test_creates_of_a_limited_kind_wait_for_a_free_lane() -> None:
+    """At most n creates of one kind in flight; other kinds and updates never wait."""
+    limits = CreateLimits({"Service": 2})
+    in_flight = [0]
+    peak = [0]
+    lock = threading.Lock()
+
+    class Slow(FakeApi):
+        def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+            if obj["kind"] == "Service":
+                with lock:
+                    in_flight[0] += 1
+                    peak[0] = max(peak[0], in_flight[0])
+                time.sleep(0.02)
+                with lock:
+                    in_flight[0] -= 1
+            return super().apply(obj)
+
+    def one(i: int) -> None:
+        body = copy.deepcopy(BODY)
+        body["metadata"]["name"] = f"m{i}"
+        reconcile(Snapshot(body, {}, []), Slow(), now=lambda: "t", limits=limits)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(16)))
+    assert peak[0] == 2
+
+
+def test_a_spec_change_reports_rolling_out_at_once() -> None:
+    """An object that has a status gets RollingOut in the reconcile that applies the new spec:
+    its old Ready=True must not outlive the change."""
+    live = {kind: copy.deepcopy(obj) for kind, obj in _children().items()}
+    live["Deployment"] = _ready_deployment()
+    first = FakeApi()
+    reconcile(Snapshot(BODY, live, []), first, now=lambda: "t")
+    (settled,) = [c[1] for c in first.calls if c[0] == "status"]
+    changed = copy.deepcopy(BODY)
+    changed["metadata"]["generation"] = 2
+    changed["spec"]["storageUri"] = "s3://b/other"
+    api = FakeApi()
+    reconcile(Snapshot({**changed, "status": settled}, live, []), api, now=lambda: "t")
+    assert ("apply", "Deployment") in api.calls
+    (status,) = [c[1] for c in api.calls if c[0] == "status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "RollingOut")
+
+
+def test_new_specs_and_routine_changes_take_separate_lanes() -> None:
+    """A key with a new spec goes to the NEW lane without settling; a routine change waits in
+    the ROUTINE lane; a key is never queued twice nor processed twice at once."""
+
+    async def scenario() -> None:
+        queue = WorkQueue(settle=0.01)
+        queue.add(("ns", "routine"))
+        queue.add(("ns", "new"), new=True)
+        queue.add(("ns", "new"))  # already pending: not queued again
+        assert await asyncio.wait_for(queue.get(NEW), 1) == ("ns", "new")
+        assert await asyncio.wait_for(queue.get(ROUTINE), 1) == ("ns", "routine")
+        queue.add(("ns", "new"), new=True)  # changed while active: queued again when done
+        queue.done(("ns", "new"))
+        queue.done(("ns", "routine"))
+        assert await asyncio.wait_for(queue.get(NEW), 1) == ("ns", "new")
+        queue.done(("ns", "new"))
+        assert len(queue) == 0
+
+    asyncio.run(scenario())
