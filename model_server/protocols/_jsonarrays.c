@@ -14,9 +14,9 @@
  *     -> None | (skeleton: bytes, [(is_int, shape, buffer)])
  *   min_numbers: smaller arrays stay in the document;
  *   keys: None, or a tuple of bytes: only arrays under these (unescaped) member names;
- *   release: scan the numbers without the GIL (taking it back only to grow a buffer or for
- *     the rare number strtod must read), so that a big body parsed on a worker thread leaves
- *     the event loop free. Not worth the hand-overs for a small body parsed inline.
+ *   release: scan the numbers without the GIL (taking it back only to grow a buffer), so that
+ *     a big body parsed on a worker thread leaves the event loop free. Not worth the
+ *     hand-overs for a small body parsed inline.
  * None: nothing was extracted, or the body holds the text \u0000, which a placeholder could
  * be confused with.
  *
@@ -28,6 +28,7 @@
 #include <Python.h>
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_DIMS 32
@@ -186,13 +187,13 @@ static int parse_number(Parse *a) {
         value = (double)mantissa;
         value = power < 0 ? value / POW10[-power] : value * POW10[power];
     } else {
+        /* More than 2^53 or past 10^22: the C library's strtod, correctly rounded (glibc and
+         * musl both are) and without the GIL, where PyOS_string_to_double needs it: a body of
+         * 17-digit floats (Python's repr of float32 values, as tritonclient sends them) took
+         * the GIL back for every number. A locale whose decimal point is not '.' stops strtod
+         * early: the array is then left to the general parser. */
         char *stop = NULL;
-        hold_gil(a);
-        value = PyOS_string_to_double(digits, &stop, NULL);
-        int failed = value == -1.0 && PyErr_Occurred();
-        release_gil(a);
-        if (failed)
-            return FAILED;
+        value = strtod(digits, &stop);
         if (stop != p || Py_IS_INFINITY(value))
             return LEFT; /* out of double's range: the general parser refuses it */
     }
