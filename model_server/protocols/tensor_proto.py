@@ -38,27 +38,25 @@ _FIELD_DTYPE: dict[str, np.dtype[Any]] = {
 }
 
 
-def declared_shape(proto: Any, key: str = "tensor") -> tuple[int, ...]:
-    """The proto's dims, checked against the tensor limits; nothing is allocated."""
+def _declared(proto: Any, key: str) -> tuple[str, np.dtype[Any], tuple[int, ...], int]:
+    """The proto's DT_* name, numpy dtype, dims (checked against the tensor limits) and the
+    bytes the decoded tensor will take; nothing is allocated."""
     name = dtypes.tf_name_from_enum(proto.dtype)
-    dims = [d.size for d in proto.tensor_shape.dim]
-    itemsize = limits.OBJECT_ITEMSIZE if name == "DT_STRING" else dtypes.numpy_dtype(name).itemsize
-    return limits.check_shape(key, dims, itemsize)
+    dtype = dtypes.numpy_dtype(name)
+    itemsize = limits.OBJECT_ITEMSIZE if name == "DT_STRING" else dtype.itemsize
+    dims = limits.check_shape(key, [d.size for d in proto.tensor_shape.dim], itemsize)
+    return name, dtype, dims, limits.element_count(dims) * itemsize
 
 
-def declared_bytes(proto: Any) -> int:
-    """Bytes the decoded tensor will take (after declared_shape accepted it)."""
-    name = dtypes.tf_name_from_enum(proto.dtype)
-    itemsize = limits.OBJECT_ITEMSIZE if name == "DT_STRING" else dtypes.numpy_dtype(name).itemsize
-    return limits.element_count([d.size for d in proto.tensor_shape.dim]) * itemsize
+def declared_bytes(proto: Any, key: str = "tensor") -> int:
+    """Bytes the decoded tensor will take (after its shape passed the limits)."""
+    return _declared(proto, key)[3]
 
 
 def to_numpy(proto: Any, key: str = "tensor") -> np.ndarray:
     """A TensorProto as an array; rejects protos whose data and shape disagree."""
-    name = dtypes.tf_name_from_enum(proto.dtype)
-    dims = declared_shape(proto, key)
+    name, dtype, dims, _ = _declared(proto, key)
     size = limits.element_count(dims)
-    dtype = dtypes.numpy_dtype(name)
     if proto.tensor_content and name != "DT_STRING":
         if len(proto.tensor_content) != size * dtype.itemsize:
             raise invalid(f"input {key!r}: tensor_content does not match shape {list(dims)}")

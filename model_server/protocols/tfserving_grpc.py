@@ -32,7 +32,7 @@ from ..core.inference import InferenceService
 from ..core.types import CLASSIFY_METHOD, REGRESS_METHOD, Resolved
 from ..grpcwire.calls import Registry
 from . import examples
-from .tensor_proto import declared_bytes, declared_shape, from_numpy, to_numpy
+from .tensor_proto import declared_bytes, from_numpy, to_numpy
 
 T = TypeVar("T")
 _STATES = {"START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
@@ -102,8 +102,7 @@ async def _decode_inputs(protos: Any) -> dict[str, np.ndarray]:
     """
     budget = limits.RequestBudget()
     for key, proto in protos.items():
-        declared_shape(proto, key)
-        budget.add(key, declared_bytes(proto))
+        budget.add(key, declared_bytes(proto, key))
 
     def decode() -> dict[str, np.ndarray]:
         return {key: to_numpy(proto, key) for key, proto in protos.items()}
