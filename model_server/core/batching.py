@@ -211,6 +211,10 @@ class BatchScheduler:
                     self._ready.append(queue)
                     self._cv.notify()
             started = time.perf_counter()
+            # Outside the lock: the event loop's submit waits for it.
+            pool = (queue.model_name,)
+            for task in tasks:
+                self._metrics.queuing_latency.observe(pool, (started - task.enqueued) * 1e6)
             try:
                 self._run(queue, tasks)
             except Exception:  # never lose a batch thread; the tasks still get an answer
@@ -261,10 +265,6 @@ class BatchScheduler:
             self._cv.wait(remaining)
         queue.last_rows = rows
         queue.last_requests = len(tasks)
-        now = time.perf_counter()
-        pool = (queue.model_name,)
-        for task in tasks:
-            self._metrics.queuing_latency.observe(pool, (now - task.enqueued) * 1e6)
         return tasks
 
     def _run(self, queue: _Queue, tasks: list[_Task]) -> None:
