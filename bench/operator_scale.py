@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WRITES = {"create", "update", "patch", "delete", "deletecollection"}
 READS = {"get", "list"}
 SPEC = {"storageUri": "s3://models/half_plus_two"}
+REST_SECONDS = 10
 
 
 def _apply(cluster: LocalCluster, namespace: str, docs: list[dict[str, Any]]) -> None:
@@ -190,6 +191,8 @@ def run_one(
         time.sleep(3)  # status writes and events still in flight count too
         reads, writes = _operator_requests(cluster, "operator")
         cpu = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in cluster.pids.items()}
+        time.sleep(REST_SECONDS)  # all Ready: the operator should write nothing more
+        at_rest = _operator_requests(cluster, "operator")[1] - writes
         return {
             "n": n,
             "floor_seconds": round(floor_seconds, 1),
@@ -201,6 +204,7 @@ def run_one(
             "operator_cpu_s": round(cpu.pop("operator"), 1),
             "control_plane_cpu_s": round(sum(cpu.values()), 1),
             "floor_control_plane_cpu_s": round(floor_cpu, 1),
+            "writes_at_rest": at_rest,
         }
     finally:
         cluster.stop()
@@ -234,6 +238,7 @@ def main() -> None:
         "operator CPU s",
         "control-plane CPU s",
         "floor control-plane CPU s",
+        f"writes in {REST_SECONDS} s at rest",
     )
     print(" | ".join(header))
     for n in args.counts:

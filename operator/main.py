@@ -30,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--service-creates",
         type=int,
         default=SETTINGS.service_creates,
-        help="ClusterIP Services created at once (the apiserver allocates their IPs one at a "
-        "time; more only wait there); 0: no limit",
+        help="ClusterIP Services created at once (more did not create more per second, they "
+        "only waited inside the apiserver); 0: no limit",
     )
     parser.add_argument(
         "--resync-seconds",

@@ -119,7 +119,13 @@ def test_keda_mode_writes_a_scaled_object_the_real_crd_accepts(operator: LocalCl
         ),
     )
     so = wait_for("the ScaledObject", lambda: get(operator, ns, "scaledobject", "kd"))
-    md = get(operator, ns, "modeldeployment", "kd")
+
+    # A new object's first status may follow its children by up to the operator's grace (2 s).
+    def reported() -> dict[str, Any] | None:
+        found: dict[str, Any] | None = get(operator, ns, "modeldeployment", "kd")
+        return found if found and (found.get("status") or {}).get("conditions") else None
+
+    md = wait_for("the first status", reported, timeout=30)
     owner = so["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["uid"]) == ("ModelDeployment", md["metadata"]["uid"])
     assert so["spec"]["scaleTargetRef"] == {
