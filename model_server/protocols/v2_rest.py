@@ -117,9 +117,9 @@ class V2Rest:
             entry: dict[str, Any] = {
                 "name": key,
                 "datatype": v2_codec.datatype(array),
-                "shape": list(array.shape),
+                "shape": array.shape,  # orjson writes a tuple as an array
             }
-            if binary_out is True or (isinstance(binary_out, set) and key in binary_out):
+            if binary_out is True or (binary_out and key in binary_out):
                 raw = v2_codec.to_raw(array)
                 entry["parameters"] = {"binary_data_size": len(raw)}
                 chunks.append(raw)
@@ -167,10 +167,11 @@ def _inputs(body: dict[str, Any], binary: bytes | memoryview, nulls: bool) -> di
         if key in inputs:
             raise invalid(f"input {key!r} given twice")
         datatype = item.get("datatype")
-        v2_codec.numpy_dtype(key, datatype)
+        dtype = v2_codec.numpy_dtype(key, datatype)
         assert isinstance(datatype, str)  # numpy_dtype refused anything else
         shape = v2_codec.element_count(key, item.get("shape"), datatype)
-        budget.add(key, limits.element_count(shape) * v2_codec.itemsize(key, datatype))
+        itemsize = limits.OBJECT_ITEMSIZE if datatype == "BYTES" else dtype.itemsize
+        budget.add(key, limits.element_count(shape) * itemsize)
         raw_params = item.get("parameters")
         size = (
             None
