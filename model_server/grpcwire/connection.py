@@ -89,7 +89,7 @@ class H2Connection(asyncio.Protocol):
         self.max_message = server.max_message
         self.transport: asyncio.Transport | None = None
         self.peer = ""
-        self._buffer = b""
+        self._buffer = bytearray()
         self._preface = False
         self._decoder = hpack.Decoder(max_list_size=MAX_HEADER_LIST)
         self.streams: dict[int, _Stream] = {}
@@ -166,37 +166,50 @@ class H2Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
-        buffer = self._buffer + data if self._buffer else data
+        # A frame split over reads waits in a bytearray, so a large one is not copied again
+        # at every read; most reads hold whole frames and are parsed where they lie.
+        buffer: bytes | bytearray
+        if self._buffer:
+            self._buffer += data
+            buffer = self._buffer
+        else:
+            buffer = data
         try:
             if not self._preface:
                 if len(buffer) < len(frames.PREFACE):
                     if not frames.PREFACE.startswith(buffer):
                         raise H2ConnectionError(frames.PROTOCOL_ERROR, "not an HTTP/2 preface")
-                    self._buffer = buffer
+                    self._buffer = bytearray(buffer)
                     return
                 if not buffer.startswith(frames.PREFACE):
                     raise H2ConnectionError(frames.PROTOCOL_ERROR, "not an HTTP/2 preface")
                 buffer = buffer[len(frames.PREFACE) :]
                 self._preface = True
             pos, end = 0, len(buffer)
-            view = memoryview(buffer)
-            while end - pos >= frames.HEADER_SIZE and not self._closing:
-                length = (buffer[pos] << 16) | (buffer[pos + 1] << 8) | buffer[pos + 2]
-                if length > OUR_FRAME_SIZE:
-                    raise H2ConnectionError(frames.FRAME_SIZE_ERROR, "frame over MAX_FRAME_SIZE")
-                stop = pos + frames.HEADER_SIZE + length
-                if stop > end:
-                    break
-                kind, flags = buffer[pos + 3], buffer[pos + 4]
-                stream = _U32.unpack_from(buffer, pos + 5)[0] & 0x7FFFFFFF
-                payload = bytes(view[pos + frames.HEADER_SIZE : stop])
-                pos = stop
-                try:
-                    self._frame(kind, flags, stream, payload)
-                except StreamError as exc:
-                    self._reset(exc.stream, exc.code)
-            view.release()
-            self._buffer = buffer[pos:] if pos < end else b""
+            with memoryview(buffer) as view:
+                while end - pos >= frames.HEADER_SIZE and not self._closing:
+                    length = (buffer[pos] << 16) | (buffer[pos + 1] << 8) | buffer[pos + 2]
+                    if length > OUR_FRAME_SIZE:
+                        raise H2ConnectionError(
+                            frames.FRAME_SIZE_ERROR, "frame over MAX_FRAME_SIZE"
+                        )
+                    stop = pos + frames.HEADER_SIZE + length
+                    if stop > end:
+                        break
+                    kind, flags = buffer[pos + 3], buffer[pos + 4]
+                    stream = _U32.unpack_from(buffer, pos + 5)[0] & 0x7FFFFFFF
+                    payload = bytes(view[pos + frames.HEADER_SIZE : stop])
+                    pos = stop
+                    try:
+                        self._frame(kind, flags, stream, payload)
+                    except StreamError as exc:
+                        self._reset(exc.stream, exc.code)
+            if pos >= end:
+                self._buffer = bytearray()
+            elif buffer is self._buffer:
+                del self._buffer[:pos]
+            else:
+                self._buffer = bytearray(buffer[pos:])
         except H2ConnectionError as exc:
             self._fail(exc.code, str(exc))
 
