@@ -68,7 +68,7 @@ class _Stream:
         self.received = 0
         self.unacked = 0  # bytes received on the stream not yet returned to the peer's window
         self.send_window = send_window
-        self.pending = b""  # response DATA waiting for window
+        self.pending = memoryview(b"")  # response DATA waiting for window (sliced, not copied)
         self.trailers = b""  # sent once pending is out
         self.task: asyncio.Task[None] | None = None
         self.ended_remote = False
@@ -499,7 +499,7 @@ class H2Connection(asyncio.Protocol):
             self._finish(stream, b"".join(out))
             return
         self._write(out[0])
-        stream.pending = data
+        stream.pending = memoryview(data)
         stream.trailers = trailers
         self._blocked[stream.id] = stream
         self._flush_blocked()

@@ -54,7 +54,7 @@ MAX_WINDOW = (1 << 31) - 1
 _HEAD = struct.Struct(">BHBBI")  # 24-bit length as a byte and a short, type, flags, stream
 
 
-def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+def frame(kind: int, flags: int, stream: int, payload: bytes | memoryview = b"") -> bytes:
     length = len(payload)
     return _HEAD.pack(length >> 16, length & 0xFFFF, kind, flags, stream) + payload
 
