@@ -227,8 +227,17 @@ class _Connection(asyncio.Protocol):
         self._head_bytes = 0
         self._continue_owed = False
         url = bytes(self._url)
-        if url[:1] == b"/" and b"?" not in url and b"#" not in url:
-            path, query = url.decode("latin-1"), ""  # origin form without a query: as is
+        text = url.decode("latin-1")
+        if (
+            text[:1] == "/"
+            and url.isascii()
+            and text.isprintable()
+            and " " not in text
+            and "?" not in text
+            and "#" not in text
+        ):
+            # Origin form of visible ASCII without a query: parse_url would return it as is.
+            path, query = text, ""
         else:
             try:
                 parsed = httptools.parse_url(url)

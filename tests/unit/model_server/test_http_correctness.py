@@ -223,3 +223,21 @@ def test_drain_closes_idle_keep_alive_connections_at_once() -> None:
         writer.close()
 
     _serve(client)
+
+
+def test_request_targets_reach_the_handler_as_parse_url_gives_them() -> None:
+    # Plain origin-form paths skip the URL parser: they must come out as it would give them.
+    async def client(server: HttpServer, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for target in (b"/v1/models/m:predict", b"//twice", b"/a%20b;c", b"/q?x=1", b"/f#frag"):
+            writer.write(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, headers, _ = await _read_response(reader)
+            assert status.startswith(b"HTTP/1.1 200"), target
+            want = target.split(b"?")[0].split(b"#")[0].decode()
+            assert headers["x-path"] == want
+        writer.write(b"GET /\xff HTTP/1.1\r\nHost: x\r\n\r\n")  # parse_url refuses it
+        data = await _read_all(reader)
+        writer.close()
+        assert _statuses(data) == ["400"]
+
+    _serve(client)
