@@ -176,42 +176,53 @@ class H2Connection(asyncio.Protocol):
             buffer = data
         try:
             if not self._preface:
-                if len(buffer) < len(frames.PREFACE):
-                    if not frames.PREFACE.startswith(buffer):
-                        raise H2ConnectionError(frames.PROTOCOL_ERROR, "not an HTTP/2 preface")
-                    self._buffer = bytearray(buffer)
+                stripped = self._strip_preface(buffer)
+                if stripped is None:
                     return
-                if not buffer.startswith(frames.PREFACE):
-                    raise H2ConnectionError(frames.PROTOCOL_ERROR, "not an HTTP/2 preface")
-                buffer = buffer[len(frames.PREFACE) :]
-                self._preface = True
-            pos, end = 0, len(buffer)
-            with memoryview(buffer) as view:
-                while end - pos >= frames.HEADER_SIZE and not self._closing:
-                    length = (buffer[pos] << 16) | (buffer[pos + 1] << 8) | buffer[pos + 2]
-                    if length > OUR_FRAME_SIZE:
-                        raise H2ConnectionError(
-                            frames.FRAME_SIZE_ERROR, "frame over MAX_FRAME_SIZE"
-                        )
-                    stop = pos + frames.HEADER_SIZE + length
-                    if stop > end:
-                        break
-                    kind, flags = buffer[pos + 3], buffer[pos + 4]
-                    stream = _U32.unpack_from(buffer, pos + 5)[0] & 0x7FFFFFFF
-                    payload = bytes(view[pos + frames.HEADER_SIZE : stop])
-                    pos = stop
-                    try:
-                        self._frame(kind, flags, stream, payload)
-                    except StreamError as exc:
-                        self._reset(exc.stream, exc.code)
-            if pos >= end:
-                self._buffer = bytearray()
-            elif buffer is self._buffer:
-                del self._buffer[:pos]
-            else:
-                self._buffer = bytearray(buffer[pos:])
+                buffer = stripped
+            pos = self._frames(buffer)
         except H2ConnectionError as exc:
             self._fail(exc.code, str(exc))
+            return
+        if pos >= len(buffer):
+            self._buffer = bytearray()
+        elif buffer is self._buffer:
+            del self._buffer[:pos]
+        else:
+            self._buffer = bytearray(buffer[pos:])
+
+    def _strip_preface(self, buffer: bytes | bytearray) -> bytes | bytearray | None:
+        """What follows the client preface; None while it is still arriving."""
+        if len(buffer) < len(frames.PREFACE):
+            if not frames.PREFACE.startswith(buffer):
+                raise H2ConnectionError(frames.PROTOCOL_ERROR, "not an HTTP/2 preface")
+            self._buffer = bytearray(buffer)
+            return None
+        if not buffer.startswith(frames.PREFACE):
+            raise H2ConnectionError(frames.PROTOCOL_ERROR, "not an HTTP/2 preface")
+        self._preface = True
+        return buffer[len(frames.PREFACE) :]
+
+    def _frames(self, buffer: bytes | bytearray) -> int:
+        """Handle every whole frame in buffer; the offset where the rest begins."""
+        pos, end = 0, len(buffer)
+        with memoryview(buffer) as view:
+            while end - pos >= frames.HEADER_SIZE and not self._closing:
+                length = (buffer[pos] << 16) | (buffer[pos + 1] << 8) | buffer[pos + 2]
+                if length > OUR_FRAME_SIZE:
+                    raise H2ConnectionError(frames.FRAME_SIZE_ERROR, "frame over MAX_FRAME_SIZE")
+                stop = pos + frames.HEADER_SIZE + length
+                if stop > end:
+                    break
+                kind, flags = buffer[pos + 3], buffer[pos + 4]
+                stream = _U32.unpack_from(buffer, pos + 5)[0] & 0x7FFFFFFF
+                payload = bytes(view[pos + frames.HEADER_SIZE : stop])
+                pos = stop
+                try:
+                    self._frame(kind, flags, stream, payload)
+                except StreamError as exc:
+                    self._reset(exc.stream, exc.code)
+        return pos
 
     def eof_received(self) -> bool | None:
         return None  # close the transport

@@ -278,9 +278,7 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type
         return response
 
 
-def add_to_server(
-    server: Registry, service: InferenceService, reload_allowed: bool = True
-) -> None:
+def add_to_server(server: Registry, service: InferenceService, reload_allowed: bool = True) -> None:
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(service), server
     )
