@@ -243,6 +243,21 @@ class Server:
             time.sleep(0.5)
         raise SystemExit(f"{self.name} not ready:\n{self.log.read_text()[-3000:]}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time of the server's processes (its session: workers and children included)."""
+        ticks = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path("/proc", entry, "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[3]) == self.proc.pid:  # session id
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -395,6 +410,7 @@ def _version_dir(path: Path) -> Path:
 
 
 Measured = tuple[float, float, float, int]  # req/s, p50 ms, p99 ms, errors
+Cell = tuple[float, float, float, int, float]  # and the server's CPU µs per request
 
 
 @dataclasses.dataclass
@@ -407,7 +423,8 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
-    rounds: list[Measured] = dataclasses.field(default_factory=list)
+    rounds: list[Cell] = dataclasses.field(default_factory=list)
+    cpu_us: float = 0.0  # the server's CPU time per request (all its processes), median
 
 
 def _ms(text: str) -> float:
@@ -665,7 +682,7 @@ class Bench:
         Load from other work on a shared machine drifts over minutes; taking turns within each
         cell and keeping the median lets every server see the same conditions.
         """
-        cells: dict[tuple[str, str, str, int], list[Measured]] = {}
+        cells: dict[tuple[str, str, str, int], list[Cell]] = {}
         warmed: set[tuple[str, str, str]] = set()
         for round_ in range(rounds):
             for model in models:
@@ -677,14 +694,18 @@ class Bench:
                                 run(1)  # warm-up: trace functions, open connections
                                 self.duration = full
                                 warmed.add((server.name, api, model))
-                            measured = run(conc)
-                            log(f"round {round_} {server.name} {api} {model} c={conc}: {measured}")
-                            cells.setdefault((server.name, api, model, conc), []).append(measured)
+                            before = server.cpu_seconds()
+                            rps, p50, p99, errors = run(conc)
+                            spent = server.cpu_seconds() - before
+                            cpu_us = spent / max(1.0, rps * self.duration) * 1e6
+                            cell = (rps, p50, p99, errors, cpu_us)
+                            log(f"round {round_} {server.name} {api} {model} c={conc}: {cell}")
+                            cells.setdefault((server.name, api, model, conc), []).append(cell)
         results = []
         for (name, api, model, conc), runs in cells.items():
-            rps, p50, p99, _ = (statistics.median(m[i] for m in runs) for i in range(4))
+            rps, p50, p99, _, cpu_us = (statistics.median(m[i] for m in runs) for i in range(5))
             errors = sum(m[3] for m in runs)
-            results.append(Result(name, api, model, conc, rps, p50, p99, errors, runs))
+            results.append(Result(name, api, model, conc, rps, p50, p99, errors, runs, cpu_us))
         return results
 
 
@@ -800,15 +821,15 @@ def main() -> int:
 
 def report(results: list[Result], args: argparse.Namespace) -> str:
     lines = [
-        "| model | c | server | API | req/s | p50 ms | p99 ms | errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | c | server | API | req/s | p50 ms | p99 ms | errors | server CPU µs/req |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(
         results, key=lambda r: (r.model, r.concurrency, r.server != "modelship", -r.rps)
     ):
         lines.append(
             f"| {r.model} | {r.concurrency} | {r.server} | {r.api} | {r.rps:,.0f} | "
-            f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
+            f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | {r.cpu_us:,.0f} |"
         )
     lines.append("")
     lines.append(
@@ -865,14 +886,15 @@ def targets(results: list[Result]) -> str:
             grpc = find("modelship", api, model, 64)
             if grpc:
                 lines.append(
-                    f"| {api} ÷ REST v1 req/s, c=64 (p99 ÷ REST's) | {model} | "
-                    f"{grpc.rps / rest.rps:.2f} ({grpc.p99_ms / rest.p99_ms:.2f}) | "
-                    "≥ 0.8 (≤ 1.5) |"
+                    f"| {api} ÷ REST v1 req/s, c=64 (p99 ÷ REST's; CPU/req ÷ REST's) | {model} | "
+                    f"{grpc.rps / rest.rps:.2f} ({grpc.p99_ms / rest.p99_ms:.2f}; "
+                    f"{grpc.cpu_us / max(rest.cpu_us, 1e-9):.2f}) | ≥ 0.8 (≤ 1.5) |"
                 )
         v2 = find("modelship", "REST v2", model, 64)
         if v2:
             lines.append(
-                f"| REST v2 ÷ REST v1 req/s, c=64 | {model} | {v2.rps / rest.rps:.2f} | ≥ 0.95 |"
+                f"| REST v2 ÷ REST v1 req/s, c=64 (REST v1 CPU/req ÷ v2's) | {model} | "
+                f"{v2.rps / rest.rps:.2f} ({rest.cpu_us / max(v2.cpu_us, 1e-9):.2f}) | ≥ 0.95 |"
             )
         batch = find("in-process", "batch 64", model, 1)
         if batch and model == "mlp":
