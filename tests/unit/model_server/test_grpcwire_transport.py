@@ -1,8 +1,10 @@
 """The gRPC transport over real TCP, spoken to by two HTTP/2 implementations we did not write:
 grpcio's client, and python-hyper's h2 driven frame by frame for what no gRPC client sends.
 
-The servicer is a small echo (the v2 service's ModelInfer), so these tests need no TensorFlow;
-the real servicers run over the same transport in tests/integration/model_server/.
+The service is a small echo of protobuf's BytesValue registered through grpcio's generic
+handler, so these tests need neither TensorFlow nor the v2 protos (tritonclient, imported by
+other tests in the same process, registers the same `inference.*` names); the real servicers
+run over the same transport in tests/integration/model_server/.
 """
 
 from __future__ import annotations
@@ -22,40 +24,63 @@ import h2.connection
 import h2.events
 import h2.settings
 import pytest
+from google.protobuf.wrappers_pb2 import BytesValue
 from modelship_server.grpcwire.calls import Registry
 from modelship_server.grpcwire.server import GrpcServer
-from modelship_server.proto import grpc_predict_v2_pb2 as pb
-from modelship_server.proto import grpc_predict_v2_pb2_grpc as pb_grpc
 
-INFER = "/inference.GRPCInferenceService/ModelInfer"
+SERVICE = "test.Echo"
+INFER = f"/{SERVICE}/Echo"
 MAX_MESSAGE = 256 * 1024
 READ_TIMEOUT = 1.0
 
 
-class EchoServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
-    """ModelInfer echoes raw inputs; model "slow" waits until cancelled; "fail" raises."""
+class EchoServicer:
+    """Echo answers with the payload after "kind|": kind "slow" waits until cancelled, "nap"
+    half a second, "fail" raises, "missing" aborts NOT_FOUND."""
 
     def __init__(self) -> None:
         self.cancelled = threading.Event()
         self.metadata: tuple[tuple[str, Any], ...] = ()
 
-    async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def echo(self, request: BytesValue, context: Any) -> BytesValue:
         self.metadata = context.invocation_metadata()
-        if request.model_name == "slow":
+        kind, _, payload = request.value.partition(b"|")
+        if kind == b"slow":
             try:
                 await asyncio.sleep(60)
             except asyncio.CancelledError:
                 self.cancelled.set()
                 raise
-        if request.model_name == "nap":
+        if kind == b"nap":
             await asyncio.sleep(0.5)
-        if request.model_name == "fail":
+        if kind == b"fail":
             raise RuntimeError("boom")
-        if request.model_name == "missing":
+        if kind == b"missing":
             await context.abort(grpc.StatusCode.NOT_FOUND, "no model «missing»")
-        response = pb.ModelInferResponse(model_name=request.model_name, id=request.id)
-        response.raw_output_contents.extend(request.raw_input_contents)
-        return response
+        return BytesValue(value=payload)
+
+    def unimplemented(self, request: BytesValue, context: Any) -> BytesValue:
+        # What grpcio's generated servicer base does for a method it does not implement.
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details("Method not implemented!")
+        raise NotImplementedError("Method not implemented!")
+
+    def handlers(self) -> Any:
+        def unary(behavior: Any) -> Any:
+            return grpc.unary_unary_rpc_method_handler(
+                behavior,
+                request_deserializer=BytesValue.FromString,
+                response_serializer=BytesValue.SerializeToString,
+            )
+
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "Echo": unary(self.echo),
+                "Unimplemented": unary(self.unimplemented),
+                "Stream": grpc.unary_stream_rpc_method_handler(self.echo),
+            },
+        )
 
 
 class Served:
@@ -79,7 +104,7 @@ def served(servicer: EchoServicer) -> Iterator[Served]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     registry = Registry()
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, registry)  # type: ignore[no-untyped-call]
+    registry.add_generic_rpc_handlers((servicer.handlers(),))
     server = GrpcServer(registry, MAX_MESSAGE, read_timeout=READ_TIMEOUT)
     port = asyncio.run_coroutine_threadsafe(server.start("127.0.0.1", 0), loop).result(10)
     served = Served(server, port, loop)
@@ -90,10 +115,8 @@ def served(servicer: EchoServicer) -> Iterator[Served]:
     loop.close()
 
 
-def _infer(model: str, payload: bytes, request_id: str = "") -> bytes:
-    request = pb.ModelInferRequest(model_name=model, id=request_id)
-    request.raw_input_contents.append(payload)
-    return request.SerializeToString()  # type: ignore[no-any-return]
+def _infer(kind: str, payload: bytes) -> bytes:
+    return BytesValue(value=kind.encode() + b"|" + payload).SerializeToString()  # type: ignore[no-any-return]
 
 
 def _framed(message: bytes, compressed: bool = False) -> bytes:
@@ -206,12 +229,12 @@ def _status(response: dict[str, Any]) -> tuple[int, str]:
     return int(trailers[b"grpc-status"]), trailers.get(b"grpc-message", b"").decode()
 
 
-def _message(response: dict[str, Any]) -> Any:
+def _message(response: dict[str, Any]) -> bytes:
     data = response["data"]
     compressed, length = struct.unpack(">BI", data[:5])
     assert compressed == 0
     assert len(data) == 5 + length
-    return pb.ModelInferResponse.FromString(data[5:])
+    return BytesValue.FromString(data[5:]).value  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -224,65 +247,63 @@ def client(served: Served) -> Iterator[Client]:
 # -- grpcio's client ----------------------------------------------------------------------
 
 
+def _stub(channel: grpc.Channel, method: str = "Echo") -> Any:
+    return channel.unary_unary(
+        f"/{SERVICE}/{method}",
+        request_serializer=BytesValue.SerializeToString,
+        response_deserializer=BytesValue.FromString,
+    )
+
+
+def _request(kind: str, payload: bytes = b"") -> BytesValue:
+    return BytesValue(value=kind.encode() + b"|" + payload)
+
+
 def test_grpcio_calls_with_metadata_and_gzip(served: Served, servicer: EchoServicer) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
-        request = pb.ModelInferRequest(model_name="m", id="1")
-        request.raw_input_contents.append(b"x" * 100_000)
-        response = stub.ModelInfer(request, metadata=[("tenant", "a"), ("trace-bin", b"\x00\x01")])
-        assert response.raw_output_contents[0] == b"x" * 100_000
+        echo = _stub(channel)
+        request = _request("m", b"x" * 100_000)
+        response = echo(request, metadata=[("tenant", "a"), ("trace-bin", b"\x00\x01")])
+        assert response.value == b"x" * 100_000
         assert ("tenant", "a") in servicer.metadata
         assert ("trace-bin", b"\x00\x01") in servicer.metadata
-        zipped = stub.ModelInfer(request, compression=grpc.Compression.Gzip)
-        assert zipped.raw_output_contents[0] == b"x" * 100_000
+        assert echo(request, compression=grpc.Compression.Gzip).value == b"x" * 100_000
 
 
 def test_grpcio_statuses(served: Served) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        echo = _stub(channel)
         with pytest.raises(grpc.RpcError) as missing:
-            stub.ModelInfer(pb.ModelInferRequest(model_name="missing"))
+            echo(_request("missing"))
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
         assert missing.value.details() == "no model «missing»"
         with pytest.raises(grpc.RpcError) as failed:
-            stub.ModelInfer(pb.ModelInferRequest(model_name="fail"))
+            echo(_request("fail"))
         assert failed.value.code() == grpc.StatusCode.UNKNOWN
-        with pytest.raises(grpc.RpcError) as unknown:
-            stub.ServerLive(pb.ServerLiveRequest())  # registered, but this servicer lacks it
-        assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        for method in ("Unimplemented", "Stream", "NoSuchMethod"):
+            with pytest.raises(grpc.RpcError) as unknown:
+                _stub(channel, method)(_request("m"))
+            assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED, method
         with pytest.raises(grpc.RpcError) as big:
-            stub.ModelInfer(_request_of(MAX_MESSAGE + 1))
+            echo(_request("m", b"y" * MAX_MESSAGE))
         assert big.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert stub.ModelInfer(_request_of(10)).raw_output_contents[0] == b"y" * 10
-
-
-def _request_of(size: int) -> Any:
-    request = pb.ModelInferRequest(model_name="m")
-    request.raw_input_contents.append(b"y" * size)
-    return request
+        assert echo(_request("m", b"y" * 10)).value == b"y" * 10
 
 
 def test_grpcio_deadline_cancels_the_handler(served: Served, servicer: EchoServicer) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
         with pytest.raises(grpc.RpcError) as late:
-            stub.ModelInfer(pb.ModelInferRequest(model_name="slow"), timeout=0.3)
+            _stub(channel)(_request("slow"), timeout=0.3)
         assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert servicer.cancelled.wait(5)
 
 
 def test_many_concurrent_calls_on_one_connection(served: Served) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{served.port}") as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
-        futures = []
-        for i in range(300):
-            request = pb.ModelInferRequest(model_name="m", id=str(i))
-            request.raw_input_contents.append(str(i).encode() * 50)
-            futures.append(stub.ModelInfer.future(request))
+        echo = _stub(channel)
+        futures = [echo.future(_request("m", str(i).encode() * 50)) for i in range(300)]
         for i, future in enumerate(futures):
-            response = future.result(timeout=30)
-            assert response.id == str(i)
-            assert response.raw_output_contents[0] == str(i).encode() * 50
+            assert future.result(timeout=30).value == str(i).encode() * 50
 
 
 # -- frame by frame -------------------------------------------------------------------------
@@ -308,7 +329,7 @@ def test_refusals_name_the_problem_and_the_connection_goes_on(client: Client) ->
     assert _status(client.wait(stream))[0] == 12
     stream = client.start(extra=(("grpc-encoding", "gzip"),))
     client.send(stream, zipped)
-    assert _message(client.wait(stream)).raw_output_contents[0] == b"z"
+    assert _message(client.wait(stream)) == b"z"
     # Two messages where a unary call takes one; a message cut short; no message at all.
     stream = client.start()
     client.send(stream, _framed(_infer("m", b"1")) + _framed(_infer("m", b"2")))
@@ -322,9 +343,7 @@ def test_refusals_name_the_problem_and_the_connection_goes_on(client: Client) ->
     assert _status(client.wait(stream))[0] == 13
     # Not a protobuf message.
     assert _status(client.call(b"\xff\xff\xff"))[0] == 13
-    assert _message(client.call(_infer("m", b"still here"))).raw_output_contents[0] == (
-        b"still here"
-    )
+    assert _message(client.call(_infer("m", b"still here"))) == (b"still here")
 
 
 def test_gzip_bomb_is_refused(client: Client) -> None:
@@ -341,7 +360,7 @@ def test_oversized_message_stops_early_and_the_connection_goes_on(client: Client
     response = client.wait(stream)
     assert _status(response)[0] == 8
     assert "larger than max" in _status(response)[1]
-    assert _message(client.call(_infer("m", b"next"))).raw_output_contents[0] == b"next"
+    assert _message(client.call(_infer("m", b"next"))) == b"next"
 
 
 def test_response_waits_for_a_small_client_window(served: Served) -> None:
@@ -350,7 +369,7 @@ def test_response_waits_for_a_small_client_window(served: Served) -> None:
         payload = bytes(range(256)) * 600  # 150 KiB back, in 1000-byte windows
         response = small.call(_infer("m", payload))
         assert _status(response)[0] == 0
-        assert _message(response).raw_output_contents[0] == payload
+        assert _message(response) == payload
     finally:
         small.close()
 
@@ -468,17 +487,16 @@ def test_not_http2_is_closed(served: Served) -> None:
 def test_drain_finishes_calls_and_refuses_new_ones(served: Served) -> None:
     target = f"127.0.0.1:{served.port}"
     with grpc.insecure_channel(target) as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
-        assert stub.ModelInfer(_request_of(1)).raw_output_contents[0] == b"y"
-        busy = stub.ModelInfer.future(pb.ModelInferRequest(model_name="nap", id="begun"))
+        echo = _stub(channel)
+        assert echo(_request("m", b"y")).value == b"y"
+        busy = echo.future(_request("nap", b"begun"))
         time.sleep(0.2)
         served.loop.call_soon_threadsafe(served.server.stop_accepting)
         # The call begun before the drain still completes (GOAWAY lets it finish).
-        assert busy.result(timeout=10).id == "begun"
+        assert busy.result(timeout=10).value == b"begun"
     with grpc.insecure_channel(target) as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
         with pytest.raises(grpc.RpcError) as refused:
-            stub.ModelInfer(_request_of(1), timeout=5)
+            _stub(channel)(_request("m"), timeout=5)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
