@@ -19,13 +19,10 @@ import logging
 import struct
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from . import calls, frames, hpack
 from .frames import H2ConnectionError, StreamError
-
-if TYPE_CHECKING:
-    from .server import GrpcServer
 
 log = logging.getLogger("modelship_server.grpc")
 
@@ -82,8 +79,21 @@ def _unpadded(payload: bytes) -> bytes:
     return payload[1 : len(payload) - payload[0]]
 
 
+class Listener(Protocol):
+    """What a connection needs from the server that accepted it (server.GrpcServer)."""
+
+    registry: calls.Registry
+    max_message: int
+    connection_window: int
+    connections: set[H2Connection]
+    draining: bool
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+
 class H2Connection(asyncio.Protocol):
-    def __init__(self, server: GrpcServer) -> None:
+    def __init__(self, server: Listener) -> None:
         self.server = server
         self.registry = server.registry
         self.max_message = server.max_message
