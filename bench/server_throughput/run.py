@@ -641,7 +641,7 @@ class Bench:
             framed = grpc_frame(self.work, payload)
 
             def run(c: int) -> Measured:
-                key = (server.grpc, method, kind)
+                key = (server.grpc, method, str(payload))  # each model answers its own size
                 if key not in self.response_sizes:
                     self.response_sizes[key] = grpc_response_size(server.grpc, method, payload)
                 return run_h2load(
