@@ -30,7 +30,7 @@ from ..core import limits
 from ..core.errors import Code, ServingError, invalid
 from ..core.inference import InferenceService
 from ..core.types import CLASSIFY_METHOD, REGRESS_METHOD, Resolved
-from ..grpcwire.calls import Registry
+from ..grpcwire.calls import CallContext, Registry
 from . import examples
 from .tensor_proto import declared_bytes, from_numpy, to_numpy
 
@@ -38,7 +38,7 @@ T = TypeVar("T")
 _STATES = {"START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: ServingError) -> None:
+async def _abort(context: CallContext, exc: ServingError) -> None:
     await context.abort(grpc.StatusCode[exc.code.name], exc.message)
 
 
@@ -48,7 +48,7 @@ class _Base:
 
     async def _call(
         self,
-        context: grpc.aio.ServicerContext,
+        context: CallContext,
         model: str,
         api: str,
         work: Callable[[], Awaitable[T]],
@@ -113,7 +113,7 @@ async def _decode_inputs(protos: Any) -> dict[str, np.ndarray]:
 
 
 class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
-    async def Predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def Predict(self, request: Any, context: CallContext) -> Any:
         async def work() -> Any:
             resolved = self._resolve(request.model_spec)
             signature = self.service.signature(resolved, request.model_spec.signature_name)
@@ -153,7 +153,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
             result.regressions.add(value=value)
         return resolved
 
-    async def Classify(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def Classify(self, request: Any, context: CallContext) -> Any:
         async def work() -> Any:
             response = classification_pb2.ClassificationResponse()
             resolved = await self._classify(request, response.result)
@@ -162,7 +162,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
 
         return await self._call(context, request.model_spec.name, "classify", work)
 
-    async def Regress(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def Regress(self, request: Any, context: CallContext) -> Any:
         async def work() -> Any:
             response = regression_pb2.RegressionResponse()
             resolved = await self._regress(request, response.result)
@@ -171,7 +171,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
 
         return await self._call(context, request.model_spec.name, "regress", work)
 
-    async def MultiInference(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def MultiInference(self, request: Any, context: CallContext) -> Any:
         async def work() -> Any:
             if not request.tasks:
                 raise invalid("MultiInferenceRequest has no tasks")
@@ -193,7 +193,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         model = request.tasks[0].model_spec.name if request.tasks else ""
         return await self._call(context, model, "multi_inference", work)
 
-    async def GetModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def GetModelMetadata(self, request: Any, context: CallContext) -> Any:
         async def work() -> Any:
             fields = list(request.metadata_field)
             if fields != ["signature_def"]:
@@ -232,7 +232,7 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type
         super().__init__(service)
         self.reload_allowed = reload_allowed
 
-    async def GetModelStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def GetModelStatus(self, request: Any, context: CallContext) -> Any:
         try:
             spec = request.model_spec
             which = spec.WhichOneof("version_choice")
@@ -249,9 +249,7 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):  # type
         except ServingError as exc:
             await _abort(context, exc)
 
-    async def HandleReloadConfigRequest(
-        self, request: Any, context: grpc.aio.ServicerContext
-    ) -> Any:
+    async def HandleReloadConfigRequest(self, request: Any, context: CallContext) -> Any:
         response = model_management_pb2.ReloadConfigResponse()
         try:
             if not self.reload_allowed:

@@ -13,7 +13,7 @@ from ..core import limits
 from ..core.errors import ServingError, invalid
 from ..core.inference import InferenceService
 from ..core.versions import parse_version
-from ..grpcwire.calls import Registry
+from ..grpcwire.calls import CallContext, Registry
 from ..proto import grpc_predict_v2_pb2 as pb
 from ..proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from . import v2_codec, v2_metadata
@@ -39,23 +39,23 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, service: InferenceService) -> None:
         self.service = service
 
-    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def ServerLive(self, request: Any, context: CallContext) -> Any:
         return pb.ServerLiveResponse(live=True)
 
-    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def ServerReady(self, request: Any, context: CallContext) -> Any:
         return pb.ServerReadyResponse(ready=self.service.models.ready)
 
-    async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def ModelReady(self, request: Any, context: CallContext) -> Any:
         try:
             version = parse_version(request.version)
         except ServingError as exc:
             await context.abort(grpc.StatusCode[exc.code.name], exc.message)
         return pb.ModelReadyResponse(ready=self.service.models.model_ready(request.name, version))
 
-    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def ServerMetadata(self, request: Any, context: CallContext) -> Any:
         return pb.ServerMetadataResponse(**v2_metadata.server_metadata())
 
-    async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def ModelMetadata(self, request: Any, context: CallContext) -> Any:
         try:
             resolved = self.service.resolve(request.name, parse_version(request.version))
             signature = self.service.signature(resolved, None)
@@ -72,7 +72,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 getattr(response, field).add(**tensor)
         return response
 
-    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def ModelInfer(self, request: Any, context: CallContext) -> Any:
         started = time.perf_counter()
         ok = False
         try:
