@@ -300,8 +300,8 @@ def _model_config(work: Path, models: dict[str, Path]) -> Path:
     return config
 
 
-def start_modelship_default(work: Path, models: dict[str, Path]) -> Server:
-    """As a user starts it: the model config and --enable_batching, every other flag default."""
+def _modelship(name: str, work: Path, models: dict[str, Path], *flags: str) -> Server:
+    """modelship-server on free ports with the models and --enable_batching, plus flags."""
     http, grpc = free_port(), free_port()
     cmd = [
         str(Path(sys.executable).parent / "modelship-server"),
@@ -310,8 +310,14 @@ def start_modelship_default(work: Path, models: dict[str, Path]) -> Server:
         "--host=127.0.0.1",
         f"--model_config_file={_model_config(work, models)}",
         "--enable_batching",
+        *flags,
     ]
-    return _spawn("modelship-default", cmd, work, http=http, grpc=grpc, ready="/v2/health/ready")
+    return _spawn(name, cmd, work, http=http, grpc=grpc, ready="/v2/health/ready")
+
+
+def start_modelship_default(work: Path, models: dict[str, Path]) -> Server:
+    """As a user starts it: the model config and --enable_batching, every other flag default."""
+    return _modelship("modelship-default", work, models)
 
 
 def start_modelship(
@@ -322,27 +328,21 @@ def start_modelship(
     batching_file: bool = True,
 ) -> Server:
     """workers 0: one server process per CPU, or per GPU ("modelship"); N: N processes."""
-    config = _model_config(work, models)
     batching = work / "batching.config"
     batching.write_text(
         # The same 64 rows / 2 ms as MLServer's adaptive batching below.
         "max_batch_size { value: 64 }\nbatch_timeout_micros { value: 2000 }\n"
         "max_enqueued_batches { value: 1000 }\nnum_batch_threads { value: 1 }\n"
     )
-    http, grpc = free_port(), free_port()
-    cmd = [
-        str(Path(sys.executable).parent / "modelship-server"),
-        f"--rest_api_port={http}",
-        f"--port={grpc}",
-        "--host=127.0.0.1",
-        f"--model_config_file={config}",
-        "--enable_batching",
+    name = "modelship" if workers == 0 else f"modelship-{workers}proc"
+    return _modelship(
+        name,
+        work,
+        models,
         *([f"--batching_parameters_file={batching}"] if batching_file else []),
         f"--workers={workers}",
         *extra_args,
-    ]
-    name = "modelship" if workers == 0 else f"modelship-{workers}proc"
-    return _spawn(name, cmd, work, http=http, grpc=grpc, ready="/v2/health/ready")
+    )
 
 
 # With --gpu every server shares the GPU at once: a peer taking all its memory would starve

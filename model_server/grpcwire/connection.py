@@ -117,7 +117,6 @@ class H2Connection(asyncio.Protocol):
         self._out: list[bytes] = []
         self._goaway = False
         self._closing = False
-        self._write_paused = False
         self._handlers: dict[int, Callable[[int, int, bytes], None]] = {
             frames.DATA: self._on_data,
             frames.HEADERS: self._on_headers,
@@ -166,12 +165,10 @@ class H2Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         # The peer does not read its responses: stop reading its requests until it does.
-        self._write_paused = True
         if self.transport:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
         if self.transport and not self._closing:
             self.transport.resume_reading()
 

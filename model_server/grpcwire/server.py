@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 
+from ..listen import listen
 from . import frames
 from .calls import Registry
 from .connection import H2Connection
@@ -47,15 +48,7 @@ class GrpcServer:
         A TLS context must offer ALPN "h2": gRPC clients refuse a connection without it.
         """
         self._loop = asyncio.get_running_loop()
-        self._server = await self._loop.create_server(
-            lambda: H2Connection(self),
-            host,
-            port,
-            reuse_address=True,
-            reuse_port=reuse_port or None,
-            backlog=1024,
-            ssl=ssl_context,
-        )
+        self._server = await listen(lambda: H2Connection(self), host, port, reuse_port, ssl_context)
         self._sweeper = self._loop.create_task(self._sweep())
         return int(self._server.sockets[0].getsockname()[1])
 

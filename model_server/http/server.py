@@ -24,6 +24,8 @@ from typing import cast
 import httptools
 import orjson
 
+from ..listen import listen
+
 log = logging.getLogger(__name__)
 
 MAX_PIPELINED = 64  # requests parsed ahead on one connection before reading pauses
@@ -516,17 +518,8 @@ class HttpServer:
         With ssl_context, connections speak TLS (a context whose SNI callback may move a new
         connection onto another context: see tls.py).
         """
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Connection(self),
-            host,
-            port,
-            reuse_address=True,
-            reuse_port=reuse_port or None,
-            backlog=1024,
-            ssl=ssl_context,
-        )
-        self._sweeper = loop.create_task(self._sweep())
+        self._server = await listen(lambda: _Connection(self), host, port, reuse_port, ssl_context)
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         return int(self._server.sockets[0].getsockname()[1])
 
     def stop_accepting(self) -> None:
