@@ -5,7 +5,13 @@ the controller-manager, scheduler and kwok need with no operator at all), then N
 through the operator. Reports the time until all are ready, the ratio of the two (measured side by
 side in one run, so the machine's noise mostly cancels), the operator's API requests per
 ModelDeployment as the apiserver's audit log counts them, the operator's peak RSS and CPU, and
-the control plane's CPU in each phase (kubectl's own CPU in the floor is not counted).
+the control plane's CPU in each phase.
+
+Both phases go through the same Python client, so they are treated alike and the benchmark's own
+CPU stays out of both: server-side apply with no client-side rate limit (kubectl's 5 requests/s
+per process capped the floor near the control plane's own rate), and one watch per phase instead
+of polling `kubectl get` (each poll cost a list's encoding and decoding, and the longer operator
+phase paid for many more of them).
 
     .venv/bin/python bench/operator_scale.py --counts 10 100 500
 """
@@ -21,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import yaml
+from kubernetes import client, config
 from modelship_localcluster import product
 from modelship_localcluster.cli import install_crds
 from modelship_localcluster.cluster import LocalCluster
@@ -36,53 +42,167 @@ WRITES = {"create", "update", "patch", "delete", "deletecollection"}
 READS = {"get", "list"}
 SPEC = {"storageUri": "s3://models/half_plus_two"}
 REST_SECONDS = 10
+APPLY_THREADS = 8
+PATHS = {
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+    "Service": "/api/v1/namespaces/{ns}/services/{name}",
+    "ModelDeployment": "/apis/modelship.dev/v1alpha1/namespaces/{ns}/modeldeployments/{name}",
+}
 
 
-def _apply(cluster: LocalCluster, namespace: str, docs: list[dict[str, Any]]) -> None:
-    """Apply in parallel batches: kubectl applies one object at a time, and a serial apply of
-    500 objects would measure kubectl more than the cluster."""
-    batches = [docs[i : i + 50] for i in range(0, len(docs), 50)]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(
-            pool.map(
-                lambda batch: cluster.kubectl(
-                    "apply",
-                    "--server-side",
-                    "-n",
-                    namespace,
-                    "-f",
-                    "-",
-                    input_text=yaml.safe_dump_all(batch),
-                    timeout=300,
-                ),
-                batches,
-            )
-        )
+def _api_client(cluster: LocalCluster) -> client.ApiClient:
+    configuration = client.Configuration()
+    config.load_kube_config(str(cluster.kubeconfig), client_configuration=configuration)  # type: ignore[no-untyped-call]
+    configuration.connection_pool_maxsize = APPLY_THREADS + 1  # and the watch
+    return client.ApiClient(configuration)
 
 
-def _count_ready(cluster: LocalCluster, namespace: str, resource: str) -> int:
-    items = json.loads(
-        cluster.kubectl("get", resource, "-n", namespace, "-o", "json", timeout=120).stdout
-    )["items"]
-    if resource == "deployments":
-        return sum(d.get("status", {}).get("availableReplicas", 0) >= 1 for d in items)
-    return sum(
-        any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in md.get("status", {}).get("conditions", [])
-        )
-        for md in items
+def _call(
+    api: client.ApiClient,
+    method: str,
+    path: str,
+    query: dict[str, Any],
+    timeout: float | tuple[float, float] = 60,
+    body: dict[str, Any] | None = None,
+    content_type: str | None = None,
+) -> Any:
+    """The RESTResponse, its body unread: raw JSON, never deserialized into models."""
+    headers = {"Accept": "application/json"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    request = api.param_serialize(
+        method,
+        path,
+        query_params=query,
+        header_params=headers,
+        body=body,
+        auth_settings=["BearerToken"],
     )
+    return api.call_api(*request, _request_timeout=timeout)
 
 
-def _wait_all(
-    cluster: LocalCluster, namespace: str, resource: str, n: int, began: float, timeout: float
+def _apply(api: client.ApiClient, namespace: str, docs: list[dict[str, Any]]) -> None:
+    """Server-side apply, one PATCH per object from 8 threads, through the Python client: it has
+    no client-side rate limit, where kubectl's 5 requests/s per process throttled the floor."""
+
+    def apply(doc: dict[str, Any]) -> None:
+        path = PATHS[doc["kind"]].format(ns=namespace, name=doc["metadata"]["name"])
+        response = _call(
+            api,
+            "PATCH",
+            path,
+            {"fieldManager": "bench"},
+            body=doc,
+            content_type="application/apply-patch+yaml",
+        )
+        body = response.read()
+        if not 200 <= response.status < 300:
+            raise RuntimeError(f"apply {path}: {response.status} {body.decode()}")
+
+    with ThreadPoolExecutor(max_workers=APPLY_THREADS) as pool:
+        list(pool.map(apply, docs))
+
+
+def _ready(kind: str, obj: dict[str, Any]) -> bool:
+    status = obj.get("status", {})
+    if kind == "Deployment":
+        return bool(status.get("availableReplicas", 0) >= 1)
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
+
+
+class _WatchExpiredError(Exception):
+    """410 Gone: the resourceVersion left the apiserver's window; only a fresh list resumes."""
+
+
+def _list(api: client.ApiClient, collection: str, kind: str) -> tuple[set[str], str]:
+    """The names that are ready now, and the resourceVersion to watch from."""
+    response = _call(api, "GET", collection, {})
+    body = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"list {collection}: {response.status} {body.decode()}")
+    page = json.loads(body)
+    ready = {obj["metadata"]["name"] for obj in page["items"] if _ready(kind, obj)}
+    return ready, str(page["metadata"]["resourceVersion"])
+
+
+def _watch(
+    api: client.ApiClient,
+    collection: str,
+    kind: str,
+    version: str,
+    ready: set[str],
+    n: int,
+    seconds: float,
+) -> str:
+    """Follow changes from `version`, keeping `ready` current, until n are ready or the server
+    ends the watch after `seconds`; the version to resume from."""
+    query = {
+        "watch": "true",
+        "resourceVersion": version,
+        "allowWatchBookmarks": "true",
+        "timeoutSeconds": max(1, int(seconds)),
+    }
+    response = _call(api, "GET", collection, query, timeout=(10, seconds + 30))
+    stream = response.response
+    try:
+        if response.status == 410:
+            raise _WatchExpiredError
+        if response.status != 200:
+            raise RuntimeError(f"watch {collection}: {response.status} {stream.data.decode()}")
+        pending = b""
+        for chunk in stream.stream(amt=None, decode_content=False):
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                kind_of_event, obj = event["type"], event["object"]
+                if kind_of_event == "ERROR":
+                    if obj.get("code") == 410:
+                        raise _WatchExpiredError
+                    raise RuntimeError(f"watch {collection}: {obj.get('message')}")
+                version = str(obj["metadata"]["resourceVersion"])
+                if kind_of_event == "BOOKMARK":
+                    continue
+                if kind_of_event != "DELETED" and _ready(kind, obj):
+                    ready.add(obj["metadata"]["name"])
+                else:
+                    ready.discard(obj["metadata"]["name"])
+                if len(ready) >= n:
+                    return version
+        return version
+    finally:
+        stream.close()  # a watch left mid-stream: its connection cannot be reused
+        stream.release_conn()
+
+
+def _phase(
+    api: client.ApiClient,
+    namespace: str,
+    docs: list[dict[str, Any]],
+    kind: str,
+    n: int,
+    timeout: float,
 ) -> float:
-    while time.monotonic() - began < timeout:
-        if _count_ready(cluster, namespace, resource) >= n:
-            return time.monotonic() - began
-        time.sleep(0.5)
-    raise TimeoutError(f"{resource} in {namespace} not all ready after {timeout}s")
+    """Seconds until the apply is done and n objects of `kind` are ready, seen on one watch."""
+    began = time.monotonic()
+    collection = PATHS[kind].removesuffix("/{name}").format(ns=namespace)
+    # Listed before the apply begins, so the watch sees every transition.
+    ready, version = _list(api, collection, kind)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        applying = pool.submit(_apply, api, namespace, docs)
+        while len(ready) < n:
+            remaining = timeout - (time.monotonic() - began)
+            if remaining <= 0:
+                raise TimeoutError(f"{kind}s in {namespace} not all ready after {timeout}s")
+            if applying.done():
+                applying.result()  # an apply that failed ends the wait
+            try:
+                version = _watch(api, collection, kind, version, ready, n, min(remaining, 60))
+            except _WatchExpiredError:
+                ready, version = _list(api, collection, kind)
+        applying.result()
+    return time.monotonic() - began
 
 
 def _plain_children(n: int, namespace: str) -> list[dict[str, Any]]:
@@ -172,22 +292,21 @@ def run_one(
         install_crds(cluster, ROOT / "crds")
         product.install_chart(cluster, ROOT / "charts" / "modelship")
         product.start_operator(cluster, f"--workers={workers}", *operator_args)
+        api = _api_client(cluster)
         for namespace in ("floor", "operator"):
             ready_namespace(cluster, namespace)
         time.sleep(2)  # the operator's watches are up and idle
 
         cpu_floor = {name: _cpu_seconds(pid) for name, pid in cluster.pids.items()}
-        began = time.monotonic()
-        _apply(cluster, "floor", _plain_children(n, "floor"))
-        floor_seconds = _wait_all(cluster, "floor", "deployments", n, began, timeout)
+        floor_docs = _plain_children(n, "floor")
+        floor_seconds = _phase(api, "floor", floor_docs, "Deployment", n, timeout)
 
         cpu_before = {name: _cpu_seconds(pid) for name, pid in cluster.pids.items()}
         floor_cpu = sum(
             cpu_before[name] - cpu_floor[name] for name in cpu_before if name != "operator"
         )
-        began = time.monotonic()
-        _apply(cluster, "operator", _model_deployments(n))
-        operator_seconds = _wait_all(cluster, "operator", "modeldeployments", n, began, timeout)
+        operator_docs = _model_deployments(n)
+        operator_seconds = _phase(api, "operator", operator_docs, "ModelDeployment", n, timeout)
         time.sleep(3)  # status writes and events still in flight count too
         reads, writes = _operator_requests(cluster, "operator")
         cpu = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in cluster.pids.items()}
