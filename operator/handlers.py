@@ -1,7 +1,7 @@
-"""kopf wiring only: watches feed caches (indexes) and queue the owning object with its kind's
-controller. Children are routed by their controller ownerReference, pods (whose controller is a
-ReplicaSet or a Job) by their owner label. All decisions live in controller/; all writes in
-kube.py."""
+"""Watch wiring only. kopf watches our own kinds (its handlers queue the object with its kind's
+controller); informer.py watches what we own, children and pods, into caches by owner. Children
+are routed by their controller ownerReference, pods (whose controller is a ReplicaSet or a Job)
+by their owner label. All decisions live in controller/; all writes in kube.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import asyncio
 import copy
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from .controller.base import KindController
 from .controller.queue import LANES
 from .controller.runtime import CONTROLLER, TRAINING_JOBS
 from .controller.trainingjob.controller import TRAINING_JOB_CONTROLLER
+from .informer import Collection, Informers, Keep, OwnerKey
 from .kube import load_client_config
 from .leader import LEADER, FencedKubeApi, LeaderElector, LeaseClient, make_identity
 from .resources.kinds import CHILDREN, ChildKind
@@ -37,8 +38,11 @@ POD_OWNER_LABELS = {
     TRAINING_OWNER_LABEL: TRAINING_JOB_CONTROLLER.kind,
 }
 
-MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 PODS = ChildKind("Pod", "", "v1", "pods")  # watched for status, never written
+INFORMERS = Informers()
+# What controllers read: kopf's indexes of our kinds and the informers' caches, by name.
+CACHES: dict[str, Any] = {}
 
 # Who this process is, in the Lease and in the user agent of every request it sends.
 IDENTITY = make_identity()
@@ -80,13 +84,10 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False  # we post our own events, only the ones users need
     settings.persistence.finalizer = f"{GROUP}/finalizer"  # none is set: no deletion handlers
     settings.persistence.diffbase_storage = NoDiffBase()
-    for child in (*CHILDREN, PODS):
-        key = (
-            (child.group, child.version, child.plural)
-            if child.group
-            else (child.version, child.plural)
-        )
-        settings.watching.label_selectors[key] = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+    watch_client = load_client_config(pool_size=len(CHILDREN) + 2)  # a connection per stream
+    watch_client.user_agent = USER_AGENT
+    INFORMERS.start(watch_client, collections(SETTINGS.namespaces), _route)
+    CACHES.update(INFORMERS.caches)
     # Every kind's workers may be writing at once, plus the autoscaler's thread.
     api_client = load_client_config(pool_size=len(CONTROLLERS) * len(LANES) * SETTINGS.workers + 4)
     api_client.user_agent = USER_AGENT  # the audit log tells which process wrote
@@ -94,6 +95,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     ELECTION.api = api
 
     async def start_controllers() -> None:
+        await INFORMERS.synced()
         await TRAINING_JOB_CONTROLLER.start(api, SETTINGS.workers, SETTINGS.resync_seconds)
         await CONTROLLER.start(
             api,
@@ -142,6 +144,7 @@ async def shutdown(**_: Any) -> None:
     at its next read (about a second) instead of after the lease expires."""
     if ELECTION.api is not None:
         ELECTION.api.close()
+    INFORMERS.stop()
     for controller in CONTROLLERS.values():
         await controller.stop()
     if ELECTION.api is not None:
@@ -154,7 +157,7 @@ async def shutdown(**_: Any) -> None:
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:
-    """A copy without managedFields (often half of a child's body), which are never read."""
+    """A copy without managedFields, which are never read."""
     obj = dict(body)
     meta = obj.get("metadata")
     if isinstance(meta, dict) and "managedFields" in meta:
@@ -162,9 +165,11 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
     return copy.deepcopy(obj)
 
 
-def controller_owner(namespace: str | None, body: kopf.Body) -> tuple[str, str, str] | None:
+def controller_owner(obj: Mapping[str, Any]) -> OwnerKey | None:
     """(kind, namespace, name) of the object of ours that controls this child, if one does."""
-    for ref in body.get("metadata", {}).get("ownerReferences") or ():
+    meta = obj.get("metadata", {})
+    namespace = meta.get("namespace")
+    for ref in meta.get("ownerReferences") or ():
         if (
             ref.get("controller")
             and ref.get("apiVersion") == f"{GROUP}/{VERSION}"
@@ -175,20 +180,74 @@ def controller_owner(namespace: str | None, body: kopf.Body) -> tuple[str, str, 
     return None
 
 
-def pod_owner(namespace: str | None, labels: kopf.Labels) -> tuple[str, str, str] | None:
+def pod_owner(obj: Mapping[str, Any]) -> OwnerKey | None:
+    meta = obj.get("metadata", {})
+    labels = meta.get("labels") or {}
     for label, kind in POD_OWNER_LABELS.items():
         owner = labels.get(label)
-        if owner and namespace:
-            return (kind, namespace, owner)
+        if owner and meta.get("namespace"):
+            return (kind, meta["namespace"], owner)
     return None
 
 
-# Index handlers are async: kopf runs a sync one in its thread pool, a handoff per watch event
-# that cost more than the handler itself.
-async def owned(namespace: str | None, body: kopf.Body, **_: Any) -> Any:
-    """Index of one child kind: the child by its controller owner."""
-    owner = controller_owner(namespace, body)
-    return {owner: _plain(body)} if owner else None
+def keep_child(obj: dict[str, Any]) -> tuple[OwnerKey, dict[str, Any]] | None:
+    """A child by its controller owner, without managedFields (often half of its body)."""
+    owner = controller_owner(obj)
+    if owner is None:
+        return None
+    obj["metadata"].pop("managedFields", None)
+    return owner, obj
+
+
+# The one pod annotation status needs: which index of an Indexed Job a training pod is.
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+
+
+def keep_pod(obj: dict[str, Any]) -> tuple[OwnerKey, dict[str, Any]] | None:
+    """Only what status needs: pods are many and change often."""
+    owner = pod_owner(obj)
+    if owner is None:
+        return None
+    meta = obj["metadata"]
+    annotations = meta.get("annotations") or {}
+    status = obj.get("status") or {}
+    summary = {
+        "metadata": {
+            **{k: meta.get(k) for k in ("name", "creationTimestamp")},
+            "labels": dict(meta.get("labels") or {}),
+            "annotations": {k: v for k, v in annotations.items() if k == COMPLETION_INDEX},
+        },
+        "status": {
+            k: status[k]
+            for k in ("phase", "podIP", "conditions", "initContainerStatuses", "containerStatuses")
+            if status.get(k) is not None
+        },
+    }
+    return owner, summary
+
+
+def collections(namespaces: list[str]) -> list[tuple[Collection, Keep]]:
+    """Every child kind and our pods, cluster-wide or in each watched namespace."""
+    watched: list[tuple[ChildKind, Keep]] = [(child, keep_child) for child in CHILDREN]
+    watched.append((PODS, keep_pod))
+    scopes: list[str | None] = [*namespaces] or [None]
+    return [
+        (
+            Collection(
+                name=kind.index,
+                api_version=kind.api_version,
+                kind=kind.kind,
+                path=f"{kind.api_prefix}/namespaces/{namespace}/{kind.plural}"
+                if namespace
+                else f"{kind.api_prefix}/{kind.plural}",
+                label_selector=MANAGED_SELECTOR,
+                namespace=namespace,
+            ),
+            keep,
+        )
+        for kind, keep in watched
+        for namespace in scopes
+    ]
 
 
 @kopf.index(GROUP, VERSION, "modeldeployments")
@@ -201,37 +260,13 @@ async def trainingjobs(namespace: str | None, name: str, body: kopf.Body, **_: A
     return {(namespace, name): _plain(body)}
 
 
-# The one pod annotation status needs: which index of an Indexed Job a training pod is.
-COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
-
-
-@kopf.index("v1", "pods", labels=MANAGED)
-async def pods(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> Any:
-    owner = pod_owner(namespace, labels)
-    if owner is None:
-        return None
-    meta = body["metadata"]
-    annotations = meta.get("annotations") or {}
-    # Only what status needs: pods are many and change often.
-    summary = {
-        "metadata": {
-            **{k: meta.get(k) for k in ("name", "creationTimestamp")},
-            "labels": dict(labels),
-            "annotations": {k: v for k, v in annotations.items() if k == COMPLETION_INDEX},
-        },
-        "status": {
-            k: copy.deepcopy(body.get("status", {}).get(k))
-            for k in ("phase", "podIP", "conditions", "initContainerStatuses", "containerStatuses")
-            if body.get("status", {}).get(k) is not None
-        },
-    }
-    return {owner: summary}
-
-
-def _refresh_all(indexes: dict[str, Any]) -> None:
+def _refresh_all(kopf_kwargs: Mapping[str, Any]) -> None:
     """Every controller sees the same caches (a ModelDeployment reads its TrainingJob)."""
+    for index in (CONTROLLER.plural, TRAINING_JOB_CONTROLLER.plural):
+        if index in kopf_kwargs:
+            CACHES[index] = kopf_kwargs[index]
     for controller in CONTROLLERS.values():
-        controller.refresh(indexes)
+        controller.refresh(CACHES)
 
 
 def unobserved(body: kopf.Body) -> bool:
@@ -245,7 +280,7 @@ async def modeldeployment_changed(
     namespace: str | None, name: str, body: kopf.Body, **kwargs: Any
 ) -> None:
     _refresh_all(kwargs)
-    CONTROLLER.notify((namespace or "", name), kwargs, new=unobserved(body))
+    CONTROLLER.notify((namespace or "", name), CACHES, new=unobserved(body))
 
 
 @kopf.on.event(GROUP, VERSION, TRAINING_JOBS)
@@ -253,40 +288,11 @@ async def trainingjob_changed(
     namespace: str | None, name: str, body: kopf.Body, **kwargs: Any
 ) -> None:
     _refresh_all(kwargs)
-    TRAINING_JOB_CONTROLLER.notify((namespace or "", name), kwargs, new=unobserved(body))
+    TRAINING_JOB_CONTROLLER.notify((namespace or "", name), CACHES, new=unobserved(body))
     CONTROLLER.training_job_changed((namespace or "", name))
 
 
-def _route(owner: tuple[str, str, str] | None, indexes: dict[str, Any]) -> None:
-    _refresh_all(indexes)
-    if owner is not None:
-        kind, namespace, name = owner
-        CONTROLLERS[kind].notify((namespace, name), indexes)
-
-
-@kopf.on.event("v1", "pods", labels=MANAGED)
-async def pod_changed(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
-    _route(pod_owner(namespace, labels), kwargs)
-
-
-async def child_changed(namespace: str | None, body: kopf.Body, **kwargs: Any) -> None:
-    _route(controller_owner(namespace, body), kwargs)
-
-
-# One index and one event handler per child kind of the table. A kind whose CRD is not
-# installed (KEDA's ScaledObject) is left unwatched by kopf until the CRD appears.
-for _child in CHILDREN:
-    kopf.index(
-        group=_child.group,
-        version=_child.version,
-        plural=_child.plural,
-        id=_child.index,
-        labels=MANAGED,
-    )(owned)
-    kopf.on.event(
-        group=_child.group,
-        version=_child.version,
-        plural=_child.plural,
-        id=f"{_child.index}-changed",
-        labels=MANAGED,
-    )(child_changed)
+def _route(owner: OwnerKey) -> None:
+    """A child or pod of `owner` changed (informer.py, on the loop)."""
+    kind, namespace, name = owner
+    CONTROLLERS[kind].notify((namespace, name), CACHES)

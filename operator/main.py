@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     SETTINGS.prometheus.insecure_skip_verify = args.prometheus_insecure_skip_verify
     SETTINGS.prometheus.timeout = args.prometheus_timeout
     SETTINGS.prometheus.rate_window = args.metrics_window
+    SETTINGS.namespaces = args.namespace
     SETTINGS.workers = args.workers
     SETTINGS.service_creates = args.service_creates
     SETTINGS.resync_seconds = args.resync_seconds

@@ -32,6 +32,7 @@ class PrometheusSettings:
 
 @dataclass
 class Settings:
+    namespaces: list[str] = field(default_factory=list)  # watched; empty: all
     workers: int = int(os.environ.get("MODELSHIP_WORKERS", "16"))
     # ClusterIP Services created at once (controller/reconcile.py CreateLimits; 0: no limit).
     service_creates: int = int(os.environ.get("MODELSHIP_SERVICE_CREATES", "4"))

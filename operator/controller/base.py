@@ -1,4 +1,5 @@
-"""What every kind's controller shares: a view of the caches kopf's watches fill, a work queue,
+"""What every kind's controller shares: a view of the caches the watches fill (kopf's
+for our kinds, informer.py's for children and pods), a work queue,
 worker tasks that run reconciles in threads, and a slow periodic resync as a safety net. A kind's
 controller (ModelDeployment's in runtime.py, TrainingJob's in trainingjob/) adds how to snapshot
 one object and how to reconcile it."""
@@ -21,9 +22,9 @@ from .queue import LANES, Key, WorkQueue
 
 log = logging.getLogger(__name__)
 
-# Name of the kopf index (handlers.py) holding our pods by owner.
+# Name of the cache (handlers.py, informer.py) holding our pods by owner.
 PODS = "pods"
-# kind → name of the kopf index holding that child kind by owner.
+# kind → name of the cache holding that child kind by owner.
 CHILD_INDEXES = {child.kind: child.index for child in CHILDREN}
 
 OwnerKey = tuple[str, str, str]  # (owner kind, namespace, owner name): how children are indexed
@@ -37,7 +38,7 @@ def only(values: Iterable[Any] | None) -> Any:
 
 class KindController:
     """The controller of one kind of ours. Subclasses set `kind` and `plural` and implement
-    `snapshot` (on the event loop, where kopf writes the caches) and `reconcile` (in a thread)."""
+    `snapshot` (on the event loop, where the caches are written) and `reconcile` (in a thread)."""
 
     kind = ""
     plural = ""  # also the name of the kopf index holding these objects by (namespace, name)

@@ -86,7 +86,7 @@ class Controller(KindController):
                 self.queue.add(md_key)
 
     def snapshot(self, key: Key) -> Snapshot | None:
-        """Copy what the caches hold for one key; runs on the event loop, where kopf writes."""
+        """Copy what the caches hold for one key; on the event loop, where the caches change."""
         body = self.body(key)
         if body is None:
             return None  # deleted: the garbage collector removes the children

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import kopf
 import yaml
-from modelship_operator import handlers  # noqa: F401 - registers the kopf handlers
+from modelship_operator import handlers
 from modelship_operator.api.render import CHILD_RULES_TEMPLATE, render_all
 from modelship_operator.controller.runtime import CHILD_INDEXES
 from modelship_operator.kube import object_path
@@ -30,19 +30,30 @@ def test_every_child_has_an_api_path() -> None:
         assert object_path(child.kind, "ns", "m").endswith(f"/{child.plural}/m")
 
 
-def test_every_child_is_watched_and_indexed_by_owner() -> None:
-    registry = kopf.get_default_registry()
-    indexed = {h.id: h.selector for h in registry._indexing.get_all_handlers()}
-    watched = {h.selector.plural for h in registry._watching.get_all_handlers() if h.selector}
+def test_every_child_and_our_pods_are_watched_into_a_cache_by_owner() -> None:
+    everywhere = {c.name: c for c, _ in handlers.collections([])}
     for child in CHILDREN:
-        selector = indexed[child.index]
-        assert selector is not None
-        assert (selector.group, selector.version, selector.plural) == (
-            child.group,
-            child.version,
-            child.plural,
-        )
-        assert child.plural in watched
+        watched = everywhere[child.index]
+        assert watched.path == f"{child.api_prefix}/{child.plural}"
+        assert (watched.api_version, watched.kind) == (child.api_version, child.kind)
+        assert watched.label_selector == "app.kubernetes.io/managed-by=modelship"
+    assert everywhere["pods"].path == "/api/v1/pods"
+    assert set(everywhere) == {child.index for child in CHILDREN} | {"pods"}
+    # With watched namespaces, one watch per namespace: a Role there allows nothing wider.
+    scoped = handlers.collections(["a", "b"])
+    assert len(scoped) == 2 * len(everywhere)
+    assert {c.path for c, _ in scoped if c.name == "deployments"} == {
+        "/apis/apps/v1/namespaces/a/deployments",
+        "/apis/apps/v1/namespaces/b/deployments",
+    }
+    # kopf watches only our own kinds.
+    registry = kopf.get_default_registry()
+    watched_by_kopf = {
+        h.selector.plural or h.selector.any_name
+        for h in registry._watching.get_all_handlers()
+        if h.selector
+    }
+    assert watched_by_kopf == {"modeldeployments", "trainingjobs"}
     assert {child.kind: child.index for child in CHILDREN} == CHILD_INDEXES
     assert set(CHILD_KINDS) == set(CHILD_INDEXES)
 
