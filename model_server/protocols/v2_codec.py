@@ -14,25 +14,45 @@ from .json_tensors import check_json_numbers, float_array
 
 
 def element_count(key: str, shape: Any, datatype: str | None = None) -> tuple[int, ...]:
-    """The declared shape, checked against the tensor limits before anything is allocated.
+    return declared_shape(key, shape, datatype)[0]
+
+
+def declared_shape(
+    key: str, shape: Any, datatype: str | None = None
+) -> tuple[tuple[int, ...], int]:
+    """The declared shape and the bytes it takes once decoded, checked against the tensor limits
+    before anything is allocated.
 
     Without a datatype only the element limit applies (its bytes are not known yet).
     """
-    # Exact types first (cheaper than isinstance per dimension); a bool, an int subclass, fails
-    # both checks.
-    if not (type(shape) in (list, tuple) and all(type(d) is int and d >= 0 for d in shape)) and (
-        not isinstance(shape, list | tuple)
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    size = 1 if datatype is None else itemsize(key, datatype)
+    elements = 1
+    # Exact types in one pass first (cheaper than isinstance per dimension); a bool or an int
+    # subclass leaves it for the full check.
+    if type(shape) is list or type(shape) is tuple:
+        for d in shape:
+            if type(d) is not int or d < 0:
+                break
+            elements *= d
+        else:
+            return _within_limits(key, shape, elements, size)
+    if not isinstance(shape, list | tuple) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise invalid(f"input {key!r}: shape must be a list of non-negative integers")
-    size = 1 if datatype is None else itemsize(key, datatype)
     elements = 1
     for d in shape:
         elements *= d
+    return _within_limits(key, shape, elements, size)
+
+
+def _within_limits(
+    key: str, shape: list[int] | tuple[int, ...], elements: int, size: int
+) -> tuple[tuple[int, ...], int]:
     bounds = limits.current()
     if elements <= bounds.max_elements and elements * size <= bounds.max_bytes:
-        return tuple(shape)  # within the limits: check_shape would give the same
-    return limits.check_shape(key, shape, size)  # raises, naming the limit
+        return tuple(shape), elements * size  # within the limits: check_shape would agree
+    return limits.check_shape(key, shape, size), elements * size  # raises, naming the limit
 
 
 def itemsize(key: str, datatype: str) -> int:
@@ -179,6 +199,6 @@ def to_json_data(array: np.ndarray) -> Any:
             (v.decode(errors="replace") if isinstance(v, bytes) else str(v))
             for v in array.reshape(-1).tolist()
         ]
-    if array.dtype == np.float16:
+    if array.dtype.char == "e":  # float16: orjson has none
         array = array.astype(np.float32)
-    return np.ascontiguousarray(array.reshape(-1))
+    return array.ravel()  # a view when contiguous already, else a C-order copy

@@ -122,8 +122,8 @@ def _inputs(request: Any) -> dict[str, np.ndarray]:
         if key in inputs:
             raise invalid(f"input {key!r} given twice")
         v2_codec.numpy_dtype(key, tensor.datatype)
-        shape = v2_codec.element_count(key, list(tensor.shape), tensor.datatype)
-        budget.add(key, limits.element_count(shape) * v2_codec.itemsize(key, tensor.datatype))
+        shape, nbytes = v2_codec.declared_shape(key, list(tensor.shape), tensor.datatype)
+        budget.add(key, nbytes)
         if raw:
             inputs[key] = v2_codec.from_raw(key, tensor.datatype, shape, raw[index])
         else:

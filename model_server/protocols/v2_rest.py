@@ -34,6 +34,10 @@ class V2Rest:
     async def handle(self, request: Request) -> Response:
         path = request.path.rstrip("/")
         try:
+            if path.endswith("/infer"):  # the hot path first
+                match = _PATH.match(path)
+                if match is not None:
+                    return await self._model(request, match)
             if path == "/v2":
                 return _json(200, v2_metadata.server_metadata())
             if path == "/v2/health/live":
@@ -167,11 +171,10 @@ def _inputs(body: dict[str, Any], binary: bytes | memoryview, nulls: bool) -> di
         if key in inputs:
             raise invalid(f"input {key!r} given twice")
         datatype = item.get("datatype")
-        dtype = v2_codec.numpy_dtype(key, datatype)
+        v2_codec.numpy_dtype(key, datatype)
         assert isinstance(datatype, str)  # numpy_dtype refused anything else
-        shape = v2_codec.element_count(key, item.get("shape"), datatype)
-        itemsize = limits.OBJECT_ITEMSIZE if datatype == "BYTES" else dtype.itemsize
-        budget.add(key, limits.element_count(shape) * itemsize)
+        shape, nbytes = v2_codec.declared_shape(key, item.get("shape"), datatype)
+        budget.add(key, nbytes)
         raw_params = item.get("parameters")
         size = (
             None
