@@ -144,13 +144,17 @@ class Informer:
     def _apply(self, events: list[tuple[str, Any]]) -> None:
         touched: set[OwnerKey] = set()
         for kind, payload in events:
-            if kind == "LIST":
-                touched |= self.cache.replace(payload, self.collection.namespace)
-                self.synced.set()
-            elif kind == "DELETED":
-                touched |= self.cache.remove(payload["metadata"]["uid"])
-            else:  # ADDED, MODIFIED
-                touched |= self.cache.put(payload)
+            try:
+                if kind == "LIST":
+                    touched |= self.cache.replace(payload, self.collection.namespace)
+                    self.synced.set()
+                elif kind == "DELETED":
+                    touched |= self.cache.remove(payload["metadata"]["uid"])
+                else:  # ADDED, MODIFIED
+                    touched |= self.cache.put(payload)
+            except (KeyError, TypeError, AttributeError):
+                # An object without the fields every object has: skipped, the rest applied.
+                log.exception("malformed %s event from %s", kind, self.collection.path)
         for owner in touched:
             self._changed(owner)
 
@@ -178,6 +182,10 @@ class Informer:
                 failures += 1
                 self._back_off(failures, err)
             except (HTTPError, OSError, ValueError, KeyError) as err:
+                failures += 1
+                self._back_off(failures, err)
+            except Exception as err:  # never let the thread die: the cache would go stale
+                log.exception("watch of %s crashed", self.collection.path)
                 failures += 1
                 self._back_off(failures, err)
 

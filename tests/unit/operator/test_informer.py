@@ -211,3 +211,29 @@ def test_a_relist_of_one_namespace_leaves_the_others() -> None:
     touched = cache.replace([], "ns")
     assert touched == {OWNER_X}
     assert list(cache) == [("ModelDeployment", "elsewhere", "z")]
+
+
+def test_a_malformed_event_is_skipped_and_a_crash_relists(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(informer, "MAX_BACKOFF_SECONDS", 0.05)
+    no_uid = {"metadata": {"resourceVersion": "2"}}
+    script = Script(
+        [
+            _listing("1"),
+            # The object without a uid is skipped; the one after it in the batch still lands.
+            ("watch", [{"type": "MODIFIED", "object": no_uid}, _event("ADDED", "c", "z", "3")]),
+            # A line that is not an event: the watch is dropped, and everything listed again.
+            ("watch", [_event("ADDED", "a", "x", "5"), [1, 2]]),
+            _listing("10", _obj("a", "x", "5"), _obj("b", "y", "6")),
+        ]
+    )
+    changed = _run(script, lambda cache: OWNER_X in cache and OWNER_Y in cache)
+    lists = [q for q in script.seen if "watch" not in q]
+    assert len(lists) == 2  # the malformed object alone did not end the watch; the crash did
+    owner_z = ("ModelDeployment", "ns", "z")
+    assert changed.count(owner_z) == 2  # added from the first watch, gone at the relist
+
+
+def _event(kind: str, uid: str, owner: str, version: str) -> dict[str, Any]:
+    return {"type": kind, "object": _obj(uid, owner, version)}
