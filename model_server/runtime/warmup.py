@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
@@ -17,10 +16,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from ..core import dtypes
 from ..core.errors import Code, ServingError
-from ..core.types import DEFAULT_SIGNATURE, Signature, Tensors
-
-if TYPE_CHECKING:
-    from ..runtime.savedmodel import SavedModelServable
+from ..core.types import DEFAULT_SIGNATURE, Servable, Signature, Tensors
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +24,7 @@ WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000
 
 
-def run(servable: SavedModelServable, path: str) -> int:
+def run(servable: Servable, path: str) -> int:
     """Warm the servable up; return how many requests ran. A bad warm-up file fails the load."""
     file = Path(path) / WARMUP_FILE
     if file.is_file():
@@ -45,7 +41,7 @@ def run(servable: SavedModelServable, path: str) -> int:
     return 1
 
 
-def _replay(servable: SavedModelServable, file: Path) -> int:
+def _replay(servable: Servable, file: Path) -> int:
     count = 0
     try:
         for record in tf.data.TFRecordDataset(str(file)).take(MAX_WARMUP_RECORDS):
