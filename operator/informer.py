@@ -239,6 +239,7 @@ class Informer:
         )
         raw = response.response
         pending = b""
+        ended = False
         try:
             for chunk in raw.stream(65536, decode_content=True):
                 if self._stopped.is_set():
@@ -259,7 +260,11 @@ class Informer:
                     if kind != "BOOKMARK":
                         events.append((kind, self._typed(obj)))
                 self._post(events)
+            else:
+                ended = True
         finally:
+            if not ended:
+                raw.close()  # left mid-stream: its connection must not go back to the pool
             raw.release_conn()
         return version
 
