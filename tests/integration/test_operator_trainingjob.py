@@ -9,12 +9,7 @@ and then completes with exit code 0."""
 from __future__ import annotations
 
 import json
-import random
-import signal
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +17,9 @@ from typing import Any
 import pytest
 from kube_helpers import apply, condition, get, new_namespace, operator_writes, wait_for
 from modelship_localcluster.cluster import LocalCluster
+from process_node import PROCESS_LABEL, ProcessNodeAgent, python_program, register_node, running
 
 HERE = Path(__file__).resolve().parent
-PROCESS_LABEL = "node.modelship.dev/runs-processes"
 FAKE_REPO = "example.test/trainer"
 FAKE_IMAGE = f"{FAKE_REPO}:1"  # a real process on the process node
 KWOK_IMAGE = "example.test/kwok-trainer:1"  # a kwok pod: runs, then completes
@@ -38,76 +33,17 @@ INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 # ---- the process node --------------------------------------------------------------------------
 
 
-class ProcessNode:
-    """The process-pods kubelet as its own process, for this module's node, with the test image
-    mapped to processpods_fakeapp.py."""
-
-    def __init__(self, cluster: LocalCluster, node: str, root: Path) -> None:
-        self.node = node
-        self.logs = root / "logs"
-        self.logs.mkdir(parents=True, exist_ok=True)
-        program = root / "trainer"
-        program.write_text(
-            f'#!/bin/sh\nexec "{sys.executable}" "{HERE / "processpods_fakeapp.py"}" "$@"\n'
-        )
-        program.chmod(0o755)
-        self.argv = [
-            sys.executable,
-            "-m",
-            "modelship_localcluster.processpods",
-            f"--kubeconfig={cluster.kubeconfig}",
-            f"--node={node}",
-            f"--workdir={root / 'work'}",
-            f"--logs={self.logs}",
-            f"--extra-image={FAKE_REPO}={program}",
-            "--backoff-base=1",
-            "--backoff-cap=2",
-            # Loopback addresses are machine-wide: a slice other clusters rarely use.
-            f"--pod-cidr=127.77.{random.randrange(100, 250)}.0/24",
-        ]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log(self) -> Path:
-        return self.logs / "processpods.log"
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def stop(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
-
-
 @pytest.fixture(scope="module")
 def process_node(
     operator: LocalCluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ProcessNode]:
-    name = f"process-tj-{uuid.uuid4().hex[:6]}"
-    capacity = {"cpu": "16", "memory": "64Gi", "pods": "110"}
-    operator.request(
-        "POST",
-        "/api/v1/nodes",
-        {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": name,
-                "labels": {"kubernetes.io/hostname": name, PROCESS_LABEL: "true"},
-            },
-            "spec": {"taints": [{"key": PROCESS_LABEL, "value": "true", "effect": "NoSchedule"}]},
-            "status": {"capacity": capacity, "allocatable": dict(capacity)},
-        },
-    )
-    component = ProcessNode(operator, name, tmp_path_factory.mktemp("processpods-tj"))
-    component.start()
-    yield component
-    if component.process is not None and component.process.poll() is None:
-        assert component.stop() == 0, component.log.read_text()[-3000:]
+) -> Iterator[ProcessNodeAgent]:
+    """The process-pods kubelet for this module's node, with the test image mapped to
+    processpods_fakeapp.py."""
+    name = register_node(operator, "process-tj")
+    root = tmp_path_factory.mktemp("processpods-tj")
+    trainer = python_program(root / "trainer", HERE / "processpods_fakeapp.py")
+    with running(ProcessNodeAgent(operator, name, root, {FAKE_REPO: trainer})) as agent:
+        yield agent
     operator.kubectl("delete", "node", name, "--wait=false", check=False)
 
 
@@ -118,7 +54,7 @@ def kwok_role(replicas: int = 1, **extra: Any) -> dict[str, Any]:
     return {"replicas": replicas, "image": KWOK_IMAGE, **extra}
 
 
-def process_role(node: ProcessNode, args: list[str], replicas: int = 1, **extra: Any) -> dict:
+def process_role(node: ProcessNodeAgent, args: list[str], replicas: int = 1, **extra: Any) -> dict:
     """A role whose pods run processpods_fakeapp.py with `args` on the process node: `--exit N`
     exits N at once, no arguments keeps running until SIGTERM."""
     return {
@@ -332,7 +268,7 @@ def test_roles_become_indexed_jobs_with_tf_config(operator: LocalCluster, ns: st
 
 
 def test_worker_only_job_succeeds_from_worker_zero(
-    operator: LocalCluster, ns: str, process_node: ProcessNode
+    operator: LocalCluster, ns: str, process_node: ProcessNodeAgent
 ) -> None:
     apply(
         operator,
@@ -371,7 +307,7 @@ def test_worker_only_job_succeeds_from_worker_zero(
 
 
 def test_failures_follow_backoff_and_exit_codes(
-    operator: LocalCluster, ns: str, process_node: ProcessNode
+    operator: LocalCluster, ns: str, process_node: ProcessNodeAgent
 ) -> None:
     """Three jobs at once: exit 1 under Never with backoffLimit 1 (two pods, then Failed); exit 3
     under ExitCode (not retryable: Failed after one pod); exit 138 under ExitCode (retryable:
@@ -425,7 +361,7 @@ def test_failures_follow_backoff_and_exit_codes(
 
 
 def test_suspend_holds_pods_and_the_deadline_fails_the_job(
-    operator: LocalCluster, ns: str, process_node: ProcessNode
+    operator: LocalCluster, ns: str, process_node: ProcessNodeAgent
 ) -> None:
     forever = process_role(process_node, [])  # runs until SIGTERM
     apply(operator, ns, training_job("held", {"worker": forever}, suspend=True))
@@ -497,7 +433,7 @@ def test_ttl_deletes_the_finished_training_job(operator: LocalCluster, ns: str) 
 
 
 def test_clean_pod_policy_deletes_what_runs_then_writes_nothing(
-    operator: LocalCluster, ns: str, process_node: ProcessNode
+    operator: LocalCluster, ns: str, process_node: ProcessNodeAgent
 ) -> None:
     """The chief exits 0 while its parameter server and worker would run forever."""
 
@@ -553,7 +489,7 @@ def test_clean_pod_policy_deletes_what_runs_then_writes_nothing(
 
 
 def test_template_change_recreates_the_job_and_drift_is_restored(
-    operator: LocalCluster, ns: str, process_node: ProcessNode
+    operator: LocalCluster, ns: str, process_node: ProcessNodeAgent
 ) -> None:
     def spec(version: str) -> dict[str, Any]:
         env = [{"name": "VERSION", "value": version}]

@@ -4,13 +4,8 @@ real processes, and their status says what happened, as a kubelet's would."""
 from __future__ import annotations
 
 import json
-import random
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,92 +14,16 @@ import pytest
 from kube_helpers import new_namespace, restricted, wait_for
 from modelship_localcluster.cluster import LocalCluster
 from modelship_operator.controller.status import pod_problem
+from process_node import PROCESS_LABEL, ProcessNodeAgent, python_program, register_node, running
 
 HERE = Path(__file__).resolve().parent
 SERVER_IMAGE = "ghcr.io/modelship/modelship:dev"
 FAKE_IMAGE = "example.test/fakeapp:1"
-PROCESS_LABEL = "node.modelship.dev/runs-processes"
-
-
-class ProcessPods:
-    """The component as its own process, for one test node."""
-
-    def __init__(self, cluster: LocalCluster, node: str, root: Path, fakeapp: Path) -> None:
-        self.cluster = cluster
-        self.node = node
-        self.workdir = root / "work"
-        self.logs = root / "logs"
-        self.logs.mkdir(parents=True, exist_ok=True)
-        self.fakeapp = fakeapp
-        self.process: subprocess.Popen[bytes] | None = None
-        # Its own slice of the pod range: another cluster on this machine may run process
-        # pods too, and loopback addresses are machine-wide.
-        self.pod_cidr = f"127.77.{random.randrange(100, 250)}.0/24"
-
-    @property
-    def log(self) -> Path:
-        return self.logs / "processpods.log"
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "modelship_localcluster.processpods",
-                    f"--kubeconfig={self.cluster.kubeconfig}",
-                    f"--node={self.node}",
-                    f"--workdir={self.workdir}",
-                    f"--logs={self.logs}",
-                    f"--extra-image=example.test/fakeapp={self.fakeapp}",
-                    "--backoff-base=1",
-                    "--backoff-cap=4",
-                    f"--pod-cidr={self.pod_cidr}",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def stop(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(timeout=30)
-
-
-def _fakeapp(folder: Path) -> Path:
-    """The test image's program: a wrapper named like a command a container may run."""
-    program = folder / "fakeapp"
-    program.write_text(
-        f'#!/bin/sh\nexec "{sys.executable}" "{HERE / "processpods_fakeapp.py"}" "$@"\n'
-    )
-    program.chmod(0o755)
-    return program
 
 
 @pytest.fixture(scope="module")
 def node(cluster: LocalCluster) -> Iterator[str]:
-    name = f"process-test-{uuid.uuid4().hex[:6]}"
-    capacity = {"cpu": "16", "memory": "64Gi", "pods": "110"}
-    cluster.request(
-        "POST",
-        "/api/v1/nodes",
-        {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": name,
-                "labels": {"kubernetes.io/hostname": name, PROCESS_LABEL: "true"},
-            },
-            "spec": {"taints": [{"key": PROCESS_LABEL, "value": "true", "effect": "NoSchedule"}]},
-            "status": {"capacity": capacity, "allocatable": dict(capacity)},
-        },
-    )
+    name = register_node(cluster, "process-test")
     yield name
     cluster.kubectl("delete", "node", name, "--wait=false", check=False)
 
@@ -112,13 +31,13 @@ def node(cluster: LocalCluster) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def processpods(
     cluster: LocalCluster, node: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ProcessPods]:
+) -> Iterator[ProcessNodeAgent]:
     root = tmp_path_factory.mktemp("processpods")
-    component = ProcessPods(cluster, node, root, _fakeapp(root))
-    component.start()
-    yield component
-    if component.process is not None and component.process.poll() is None:
-        assert component.stop() == 0, component.log.read_text()[-3000:]
+    # The test image's program: a wrapper named like a command a container may run.
+    fakeapp = python_program(root / "fakeapp", HERE / "processpods_fakeapp.py")
+    agent = ProcessNodeAgent(cluster, node, root, {"example.test/fakeapp": fakeapp}, backoff_cap=4)
+    with running(agent):
+        yield agent
 
 
 @pytest.fixture
@@ -199,7 +118,7 @@ def wait_gone(cluster: LocalCluster, namespace: str, name: str, timeout: float =
 
 
 def test_node_is_ready_and_its_lease_renewed(
-    cluster: LocalCluster, node: str, processpods: ProcessPods
+    cluster: LocalCluster, node: str, processpods: ProcessNodeAgent
 ) -> None:
     def ready() -> dict[str, Any] | None:
         obj = cluster.request("GET", f"/api/v1/nodes/{node}")
@@ -226,7 +145,7 @@ def test_node_is_ready_and_its_lease_renewed(
 
 
 def test_model_server_pod_with_init_container_serves_predictions(
-    cluster: LocalCluster, namespace: str, processpods: ProcessPods
+    cluster: LocalCluster, namespace: str, processpods: ProcessNodeAgent
 ) -> None:
     # The model comes from the local model store as a ModelDeployment's pod fetches it: a
     # hostPath volume would be refused by the namespace's restricted Pod Security level.
@@ -320,7 +239,7 @@ def test_model_server_pod_with_init_container_serves_predictions(
 
 
 def test_crashing_container_backs_off_and_restarts(
-    cluster: LocalCluster, namespace: str, processpods: ProcessPods
+    cluster: LocalCluster, namespace: str, processpods: ProcessNodeAgent
 ) -> None:
     create_pod(
         cluster,
@@ -352,7 +271,7 @@ def test_crashing_container_backs_off_and_restarts(
 
 
 def test_failed_init_container_explains_itself_to_the_operator(
-    cluster: LocalCluster, namespace: str, processpods: ProcessPods
+    cluster: LocalCluster, namespace: str, processpods: ProcessNodeAgent
 ) -> None:
     create_pod(
         cluster,
@@ -405,7 +324,7 @@ def test_failed_init_container_explains_itself_to_the_operator(
 
 
 def test_failing_liveness_probe_restarts_the_container(
-    cluster: LocalCluster, namespace: str, processpods: ProcessPods
+    cluster: LocalCluster, namespace: str, processpods: ProcessNodeAgent
 ) -> None:
     create_pod(
         cluster,
@@ -457,7 +376,7 @@ def test_failing_liveness_probe_restarts_the_container(
 
 
 def test_deletion_runs_prestop_then_sigterm_and_removes_the_pod(
-    cluster: LocalCluster, namespace: str, processpods: ProcessPods
+    cluster: LocalCluster, namespace: str, processpods: ProcessNodeAgent
 ) -> None:
     volume_mount = [{"name": "out", "mountPath": "/mnt/out"}]
     create_pod(
@@ -513,7 +432,7 @@ def test_deletion_runs_prestop_then_sigterm_and_removes_the_pod(
 
 
 def test_process_ignoring_sigterm_is_killed_after_the_grace_period(
-    cluster: LocalCluster, namespace: str, processpods: ProcessPods
+    cluster: LocalCluster, namespace: str, processpods: ProcessNodeAgent
 ) -> None:
     create_pod(
         cluster,
@@ -545,7 +464,7 @@ def test_process_ignoring_sigterm_is_killed_after_the_grace_period(
 
 
 def test_image_without_a_local_program_reports_err_image_pull(
-    cluster: LocalCluster, namespace: str, processpods: ProcessPods
+    cluster: LocalCluster, namespace: str, processpods: ProcessNodeAgent
 ) -> None:
     create_pod(
         cluster,
@@ -573,7 +492,7 @@ def test_image_without_a_local_program_reports_err_image_pull(
 
 
 def test_volumes_environment_and_a_completed_pod(
-    cluster: LocalCluster, namespace: str, processpods: ProcessPods
+    cluster: LocalCluster, namespace: str, processpods: ProcessNodeAgent
 ) -> None:
     cluster.kubectl(
         "create",
@@ -657,7 +576,7 @@ def test_volumes_environment_and_a_completed_pod(
 
 
 def test_persistent_volume_claim_cannot_be_served(
-    cluster: LocalCluster, namespace: str, processpods: ProcessPods
+    cluster: LocalCluster, namespace: str, processpods: ProcessNodeAgent
 ) -> None:
     create_pod(
         cluster,
@@ -686,7 +605,7 @@ def test_persistent_volume_claim_cannot_be_served(
 
 
 def test_restarted_component_kills_leftovers_and_brings_pods_back(
-    cluster: LocalCluster, namespace: str, processpods: ProcessPods
+    cluster: LocalCluster, namespace: str, processpods: ProcessNodeAgent
 ) -> None:
     create_pod(
         cluster,

@@ -6,21 +6,15 @@ the same port, and exits count for the Job as a kubelet's reports would."""
 from __future__ import annotations
 
 import importlib.util
-import random
-import signal
-import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kube_helpers import new_namespace, restricted, wait_for
 from modelship_localcluster.cluster import LocalCluster
+from process_node import PROCESS_LABEL, ProcessNodeAgent, python_program, register_node, running
 
 IMAGE = "example.test/peers:1"
-PROCESS_LABEL = "node.modelship.dev/runs-processes"
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 PORT = 2222
 
@@ -87,72 +81,9 @@ if mode == "exit":
 """
 
 
-class ProcessNode:
-    """The process-pods component as its own process, serving one test node."""
-
-    def __init__(self, cluster: LocalCluster, node: str, root: Path) -> None:
-        self.root = root
-        self.logs = root / "logs"
-        self.logs.mkdir(parents=True, exist_ok=True)
-        program = root / "peers.py"
-        program.write_text(PROGRAM)
-        wrapper = root / "peers"
-        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{program}" "$@"\n')
-        wrapper.chmod(0o755)
-        self.argv = [
-            sys.executable,
-            "-m",
-            "modelship_localcluster.processpods",
-            f"--kubeconfig={cluster.kubeconfig}",
-            f"--node={node}",
-            f"--workdir={root / 'work'}",
-            f"--logs={self.logs}",
-            f"--extra-image=example.test/peers={wrapper}",
-            "--backoff-base=1",
-            "--backoff-cap=2",
-            # Loopback addresses are machine-wide: a slice other clusters rarely use.
-            f"--pod-cidr=127.77.{random.randrange(100, 250)}.0/24",
-        ]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log(self) -> Path:
-        return self.logs / "processpods.log"
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def stop(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
-
-    def container_log(self, namespace: str, pod: str) -> str:
-        path = self.logs / f"{namespace}_{pod}_main.log"
-        return path.read_text() if path.exists() else ""
-
-
 @pytest.fixture(scope="module")
 def node(cluster: LocalCluster) -> Iterator[str]:
-    name = f"process-dns-{uuid.uuid4().hex[:6]}"
-    capacity = {"cpu": "16", "memory": "64Gi", "pods": "110"}
-    cluster.request(
-        "POST",
-        "/api/v1/nodes",
-        {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": name,
-                "labels": {"kubernetes.io/hostname": name, PROCESS_LABEL: "true"},
-            },
-            "spec": {"taints": [{"key": PROCESS_LABEL, "value": "true", "effect": "NoSchedule"}]},
-            "status": {"capacity": capacity, "allocatable": dict(capacity)},
-        },
-    )
+    name = register_node(cluster, "process-dns")
     yield name
     cluster.kubectl("delete", "node", name, "--wait=false", check=False)
 
@@ -160,12 +91,13 @@ def node(cluster: LocalCluster) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def process_node(
     cluster: LocalCluster, node: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ProcessNode]:
-    component = ProcessNode(cluster, node, tmp_path_factory.mktemp("processpods-dns"))
-    component.start()
-    yield component
-    if component.process is not None and component.process.poll() is None:
-        assert component.stop() == 0, component.log.read_text()[-3000:]
+) -> Iterator[ProcessNodeAgent]:
+    root = tmp_path_factory.mktemp("processpods-dns")
+    script = root / "peers.py"
+    script.write_text(PROGRAM)
+    peers = python_program(root / "peers", script)
+    with running(ProcessNodeAgent(cluster, node, root, {"example.test/peers": peers})) as agent:
+        yield agent
 
 
 @pytest.fixture
@@ -275,7 +207,7 @@ def terminated(pod: dict[str, Any]) -> dict[str, Any]:
 
 def finished(
     cluster: LocalCluster,
-    process_node: ProcessNode,
+    process_node: ProcessNodeAgent,
     namespace: str,
     name: str,
     *,
@@ -302,7 +234,7 @@ def finished(
 
 
 def test_indexed_job_pods_reach_each_other_by_name_on_one_port(
-    cluster: LocalCluster, namespace: str, node: str, process_node: ProcessNode
+    cluster: LocalCluster, namespace: str, node: str, process_node: ProcessNodeAgent
 ) -> None:
     headless_service(cluster, namespace, "pair")
     env: list[dict[str, Any]] = [
@@ -337,7 +269,7 @@ def test_indexed_job_pods_reach_each_other_by_name_on_one_port(
 
 
 def test_exit_codes_count_for_the_job_as_a_kubelet_reports_them(
-    cluster: LocalCluster, namespace: str, node: str, process_node: ProcessNode
+    cluster: LocalCluster, namespace: str, node: str, process_node: ProcessNodeAgent
 ) -> None:
     indexed_job(cluster, namespace, node, "fails", ["exit", "3"], replicas=1)
     empty_dir = [{"name": "state", "emptyDir": {}}]
@@ -375,7 +307,7 @@ def test_exit_codes_count_for_the_job_as_a_kubelet_reports_them(
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="no TensorFlow")
 def test_tensorflow_workers_all_reduce_across_pods(
-    cluster: LocalCluster, namespace: str, node: str, process_node: ProcessNode
+    cluster: LocalCluster, namespace: str, node: str, process_node: ProcessNodeAgent
 ) -> None:
     headless_service(cluster, namespace, "tj-worker")
     workers = [f"tj-worker-{i}.tj-worker.{namespace}.svc:{PORT}" for i in range(2)]
