@@ -84,9 +84,10 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.enabled = False  # we post our own events, only the ones users need
     settings.persistence.finalizer = f"{GROUP}/finalizer"  # none is set: no deletion handlers
     settings.persistence.diffbase_storage = NoDiffBase()
-    watch_client = load_client_config(pool_size=len(CHILDREN) + 2)  # a connection per stream
+    watched = collections(SETTINGS.namespaces)
+    watch_client = load_client_config(pool_size=len(watched) + 1)  # a connection per stream
     watch_client.user_agent = USER_AGENT
-    INFORMERS.start(watch_client, collections(SETTINGS.namespaces), _route)
+    INFORMERS.start(watch_client, watched, _route)
     CACHES.update(INFORMERS.caches)
     # Every kind's workers may be writing at once, plus the autoscaler's thread.
     api_client = load_client_config(pool_size=len(CONTROLLERS) * len(LANES) * SETTINGS.workers + 4)
