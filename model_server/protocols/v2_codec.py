@@ -13,10 +13,6 @@ from . import json_body
 from .json_tensors import check_json_numbers, float_array
 
 
-def element_count(key: str, shape: Any, datatype: str | None = None) -> tuple[int, ...]:
-    return declared_shape(key, shape, datatype)[0]
-
-
 def declared_shape(
     key: str, shape: Any, datatype: str | None = None
 ) -> tuple[tuple[int, ...], int]:

@@ -34,10 +34,10 @@ class V2Rest:
     async def handle(self, request: Request) -> Response:
         path = request.path.rstrip("/")
         try:
-            if path.endswith("/infer"):  # the hot path first
-                match = _PATH.match(path)
-                if match is not None:
-                    return await self._model(request, match)
+            # Model paths (infer, the hot one) first; the fixed server paths never match it.
+            match = _PATH.match(path)
+            if match is not None:
+                return await self._model(request, match)
             if path == "/v2":
                 return _json(200, v2_metadata.server_metadata())
             if path == "/v2/health/live":
@@ -45,10 +45,7 @@ class V2Rest:
             if path == "/v2/health/ready":
                 ready = self.service.models.ready
                 return _json(200 if ready else 503, {"ready": ready})
-            match = _PATH.match(path)
-            if match is None:
-                raise not_found(f"no such endpoint: {request.path}")
-            return await self._model(request, match)
+            raise not_found(f"no such endpoint: {request.path}")
         except ServingError as exc:
             return json_error(exc.http_status, exc.message)
 

@@ -84,9 +84,9 @@ def test_a_fill_within_the_limit_still_works(small_limits: limits.TensorLimits) 
 
 
 def test_v2_declared_shape_is_checked_with_its_datatype(small_limits: limits.TensorLimits) -> None:
-    assert v2_codec.element_count("x", [1000], "INT8") == (1000,)
-    _refused(lambda: v2_codec.element_count("x", [1000], "FP32"), "--max_tensor_bytes")
-    _refused(lambda: v2_codec.element_count("x", [1 << 40, 1 << 40], "FP32"), "'x'")
+    assert v2_codec.declared_shape("x", [1000], "INT8")[0] == (1000,)
+    _refused(lambda: v2_codec.declared_shape("x", [1000], "FP32"), "--max_tensor_bytes")
+    _refused(lambda: v2_codec.declared_shape("x", [1 << 40, 1 << 40], "FP32"), "'x'")
 
 
 # -- ranges -----------------------------------------------------------------------------------

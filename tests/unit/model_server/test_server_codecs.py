@@ -116,7 +116,7 @@ def test_v2_raw_and_json() -> None:
         lambda: v2_codec.from_raw("s", "BYTES", (1,), b"\x05\x00\x00\x00ab"),
         lambda: v2_codec.from_json("x", "FP32", (3,), [1.0]),
         lambda: v2_codec.from_json("x", "INT32", (1,), [1.5]),
-        lambda: v2_codec.element_count("x", [-1]),
+        lambda: v2_codec.declared_shape("x", [-1]),
         lambda: v2_codec.numpy_dtype("x", "FP128"),
     ):
         with pytest.raises(ServingError):
