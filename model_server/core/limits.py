@@ -73,16 +73,18 @@ class RequestBudget:
     Per-tensor checks alone would let one request declare many tensors just under the limit.
     """
 
+    __slots__ = ("limit", "used")
+
     def __init__(self) -> None:
+        self.limit = _current[0].max_bytes
         self.used = 0
 
     def add(self, key: str, nbytes: int) -> None:
         self.used += nbytes
-        limit = _current[0].max_bytes
-        if self.used > limit:
+        if self.used > self.limit:
             raise invalid(
                 f"input {key!r}: the request's tensors need {self.used} bytes together, over the "
-                f"limit of {limit} (--max_tensor_bytes)"
+                f"limit of {self.limit} (--max_tensor_bytes)"
             )
 
 

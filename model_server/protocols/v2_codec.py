@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import struct
 from typing import Any
 
@@ -13,15 +15,42 @@ from . import json_body
 from .json_tensors import check_json_numbers, float_array
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class V2Type:
+    """One Open Inference Protocol datatype, looked up once per request input."""
+
+    name: str  # "FP32"
+    tf_name: str  # "DT_FLOAT"
+    dtype: np.dtype[Any]  # object for BYTES
+    itemsize: int  # bytes per element once decoded (BYTES: its slot in an object array)
+
+
+_V2_TYPES: dict[str, V2Type] = {}
+
+
+def v2_type(key: str, datatype: Any) -> V2Type:
+    """The datatype an input declares; INVALID_ARGUMENT, naming the input, for anything else."""
+    found = _V2_TYPES.get(datatype) if type(datatype) is str else None
+    if found is not None:
+        return found
+    if not isinstance(datatype, str):
+        raise invalid(f"input {key!r}: datatype must be a string")
+    tf_name = dtypes.v2_to_tf(datatype)  # raises for an unknown name
+    dtype = dtypes.numpy_dtype(tf_name)
+    size = limits.OBJECT_ITEMSIZE if datatype == "BYTES" else dtype.itemsize
+    found = _V2_TYPES[datatype] = V2Type(datatype, tf_name, dtype, size)
+    return found
+
+
 def declared_shape(
-    key: str, shape: Any, datatype: str | None = None
+    key: str, shape: Any, datatype: V2Type | None = None
 ) -> tuple[tuple[int, ...], int]:
     """The declared shape and the bytes it takes once decoded, checked against the tensor limits
     before anything is allocated.
 
     Without a datatype only the element limit applies (its bytes are not known yet).
     """
-    size = 1 if datatype is None else itemsize(key, datatype)
+    size = 1 if datatype is None else datatype.itemsize
     elements = 1
     # Exact types in one pass first (cheaper than isinstance per dimension); a bool or an int
     # subclass leaves it for the full check.
@@ -31,106 +60,81 @@ def declared_shape(
                 break
             elements *= d
         else:
-            return _within_limits(key, shape, elements, size)
+            bounds = limits.current()
+            if elements <= bounds.max_elements and elements * size <= bounds.max_bytes:
+                return tuple(shape), elements * size  # check_shape would agree
+            return limits.check_shape(key, shape, size), elements * size  # raises, naming why
     if not isinstance(shape, list | tuple) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise invalid(f"input {key!r}: shape must be a list of non-negative integers")
-    elements = 1
-    for d in shape:
-        elements *= d
-    return _within_limits(key, shape, elements, size)
-
-
-def _within_limits(
-    key: str, shape: list[int] | tuple[int, ...], elements: int, size: int
-) -> tuple[tuple[int, ...], int]:
-    bounds = limits.current()
-    if elements <= bounds.max_elements and elements * size <= bounds.max_bytes:
-        return tuple(shape), elements * size  # within the limits: check_shape would agree
-    return limits.check_shape(key, shape, size), elements * size  # raises, naming the limit
-
-
-def itemsize(key: str, datatype: str) -> int:
-    """Bytes per element once decoded (a BYTES element: its slot in an object array)."""
-    if datatype == "BYTES":
-        return limits.OBJECT_ITEMSIZE
-    return numpy_dtype(key, datatype).itemsize
-
-
-_NUMPY_DTYPES: dict[str, np.dtype[Any]] = {}
-
-
-def numpy_dtype(key: str, datatype: Any) -> np.dtype[Any]:
-    found = _NUMPY_DTYPES.get(datatype) if type(datatype) is str else None
-    if found is not None:
-        return found
-    if not isinstance(datatype, str):
-        raise invalid(f"input {key!r}: datatype must be a string")
-    found = dtypes.numpy_dtype(dtypes.v2_to_tf(datatype))  # raises for an unknown name
-    _NUMPY_DTYPES[datatype] = found
-    return found
+    dims = limits.check_shape(key, shape, size)  # raises over the limits
+    return dims, math.prod(dims) * size
 
 
 def from_raw(
-    key: str, datatype: str, shape: tuple[int, ...], raw: bytes | memoryview
+    key: str, datatype: V2Type, shape: tuple[int, ...], raw: bytes | memoryview
 ) -> np.ndarray:
     """Raw tensor bytes (binary extension / raw_input_contents) as an array of `shape`."""
-    size = limits.element_count(shape)
-    if datatype == "BYTES":
+    size = math.prod(shape)
+    if datatype.name == "BYTES":
         items = _unframe(key, raw)
         if len(items) != size:
             raise invalid(f"input {key!r}: {len(items)} BYTES elements for shape {list(shape)}")
         array = np.empty(size, dtype=object)
         array[:] = items
         return array.reshape(shape)
-    dtype = numpy_dtype(key, datatype).newbyteorder("<")
+    dtype = datatype.dtype.newbyteorder("<")
     if len(raw) != size * dtype.itemsize:
         raise invalid(
-            f"input {key!r}: {len(raw)} bytes do not hold {datatype} of shape {list(shape)}"
+            f"input {key!r}: {len(raw)} bytes do not hold {datatype.name} of shape {list(shape)}"
         )
     return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
 def from_json(
     key: str,
-    datatype: str,
+    datatype: V2Type,
     shape: tuple[int, ...],
     data: Any,
     nulls: bool = True,
     typed: bool = False,
 ) -> np.ndarray:
-    """`data` as an array of `shape`; typed: the values come from a typed protobuf field."""
-    size = limits.element_count(shape)
-    if type(data) is np.ndarray and not typed and data.dtype.kind in "if":
-        # Numbers json_body parsed already (int64 or float64, never a null): for a float
-        # input, only the cast and the size are left to check.
-        dtype = numpy_dtype(key, datatype)
-        if dtype.kind == "f":
+    """`data` as an array of `shape`; typed: the values come from a typed protobuf field.
+
+    `shape` comes from declared_shape: Python ints within the limits.
+    """
+    dtype = datatype.dtype
+    if dtype.kind == "f" and not typed:
+        # Numbers json_body parsed already (int64 or float64, never a null), or a short list
+        # of them left to orjson: straight to the input's dtype.
+        if type(data) is np.ndarray and data.dtype.kind in "if":
             array = json_body.as_dtype(data, dtype)
-            if array.size != size:
-                raise invalid(f"input {key!r}: {array.size} elements for shape {list(shape)}")
-            return array.reshape(shape)
-    if datatype == "BYTES":
+        else:
+            check_json_numbers(key, data, datatype.tf_name)
+            floats = float_array(data, dtype, nulls)
+            if floats is None:
+                raise invalid(f"input {key!r}: data is not a regular array")
+            array = floats
+    elif datatype.name == "BYTES":
         flat = _flatten_strings(key, data)
         array = np.empty(len(flat), dtype=object)
         array[:] = flat
     else:
-        dtype = numpy_dtype(key, datatype)
         if not typed:
-            check_json_numbers(key, data, dtypes.v2_to_tf(datatype))
+            check_json_numbers(key, data, datatype.tf_name)
         fast = float_array(data, dtype, nulls) if dtype.kind == "f" else None
         try:
             array = fast if fast is not None else np.asarray(data)
         except (ValueError, TypeError, OverflowError):
             raise invalid(f"input {key!r}: data is not a regular array") from None
         if array.dtype.kind not in "biuf":
-            raise invalid(f"input {key!r}: data must be numbers for {datatype}")
+            raise invalid(f"input {key!r}: data must be numbers for {datatype.name}")
         if dtype.kind in "iu" and array.dtype.kind == "f":
-            raise invalid(f"input {key!r}: non-integer data for {datatype}")
+            raise invalid(f"input {key!r}: non-integer data for {datatype.name}")
         if array.dtype != dtype:  # already the input's dtype (floats): no copy
-            array = dtypes.cast_in_range(key, array, dtype, datatype)
-    if array.size != size:
+            array = dtypes.cast_in_range(key, array, dtype, datatype.name)
+    if array.size != math.prod(shape):
         raise invalid(f"input {key!r}: {array.size} elements for shape {list(shape)}")
     return array.reshape(shape)
 

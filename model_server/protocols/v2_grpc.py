@@ -121,17 +121,17 @@ def _inputs(request: Any) -> dict[str, np.ndarray]:
         key = tensor.name
         if key in inputs:
             raise invalid(f"input {key!r} given twice")
-        v2_codec.numpy_dtype(key, tensor.datatype)
-        shape, nbytes = v2_codec.declared_shape(key, list(tensor.shape), tensor.datatype)
+        datatype = v2_codec.v2_type(key, tensor.datatype)
+        shape, nbytes = v2_codec.declared_shape(key, list(tensor.shape), datatype)
         budget.add(key, nbytes)
         if raw:
-            inputs[key] = v2_codec.from_raw(key, tensor.datatype, shape, raw[index])
+            inputs[key] = v2_codec.from_raw(key, datatype, shape, raw[index])
         else:
             field = _CONTENTS.get(tensor.datatype)
             if field is None:
                 raise invalid(f"input {key!r}: {tensor.datatype} needs raw_input_contents")
             values = list(getattr(tensor.contents, field))
-            inputs[key] = v2_codec.from_json(key, tensor.datatype, shape, values, typed=True)
+            inputs[key] = v2_codec.from_json(key, datatype, shape, values, typed=True)
     return inputs
 
 

@@ -84,9 +84,15 @@ def test_a_fill_within_the_limit_still_works(small_limits: limits.TensorLimits) 
 
 
 def test_v2_declared_shape_is_checked_with_its_datatype(small_limits: limits.TensorLimits) -> None:
-    assert v2_codec.declared_shape("x", [1000], "INT8")[0] == (1000,)
-    _refused(lambda: v2_codec.declared_shape("x", [1000], "FP32"), "--max_tensor_bytes")
-    _refused(lambda: v2_codec.declared_shape("x", [1 << 40, 1 << 40], "FP32"), "'x'")
+    assert v2_codec.declared_shape("x", [1000], v2_codec.v2_type("x", "INT8"))[0] == (1000,)
+    _refused(
+        lambda: v2_codec.declared_shape("x", [1000], v2_codec.v2_type("x", "FP32")),
+        "--max_tensor_bytes",
+    )
+    _refused(
+        lambda: v2_codec.declared_shape("x", [1 << 40, 1 << 40], v2_codec.v2_type("x", "FP32")),
+        "'x'",
+    )
 
 
 # -- ranges -----------------------------------------------------------------------------------
@@ -97,15 +103,25 @@ def test_v2_declared_shape_is_checked_with_its_datatype(small_limits: limits.Ten
     [("INT8", 300), ("INT8", -129), ("UINT8", -1), ("UINT8", 256), ("INT32", 1 << 31)],
 )
 def test_v2_out_of_range_integers_are_refused_not_wrapped(datatype: str, value: int) -> None:
-    _refused(lambda: v2_codec.from_json("x", datatype, (1,), [value]), "'x'", str(value))
-    _refused(lambda: v2_codec.from_json("x", datatype, (1,), [value], typed=True), "'x'")
+    _refused(
+        lambda: v2_codec.from_json("x", v2_codec.v2_type("x", datatype), (1,), [value]),
+        "'x'",
+        str(value),
+    )
+    _refused(
+        lambda: v2_codec.from_json("x", v2_codec.v2_type("x", datatype), (1,), [value], typed=True),
+        "'x'",
+    )
 
 
 def test_v2_in_range_integers_pass_exactly() -> None:
-    array = v2_codec.from_json("x", "INT8", (2,), [-128, 127])
+    array = v2_codec.from_json("x", v2_codec.v2_type("x", "INT8"), (2,), [-128, 127])
     assert array.dtype == np.int8
     assert array.tolist() == [-128, 127]
-    assert v2_codec.from_json("x", "UINT8", (2,), [0, 255]).tolist() == [0, 255]
+    assert v2_codec.from_json("x", v2_codec.v2_type("x", "UINT8"), (2,), [0, 255]).tolist() == [
+        0,
+        255,
+    ]
 
 
 @pytest.mark.parametrize(("dtype", "value"), [(tf.int8, 300), (tf.uint8, -1), (tf.int16, 40000)])
@@ -129,7 +145,9 @@ def test_signature_cast_refuses_out_of_range_values() -> None:
 @pytest.mark.parametrize("value", [[True], [1.0, True], ["1.5"], [[1.0], ["2"]], [1.0, None]])
 def test_float_inputs_take_numbers_only(value: Any) -> None:
     _refused(lambda: json_tensors.to_array("x", value, "DT_FLOAT"), "'x'")
-    _refused(lambda: v2_codec.from_json("x", "FP32", (len(value),), value), "'x'")
+    _refused(
+        lambda: v2_codec.from_json("x", v2_codec.v2_type("x", "FP32"), (len(value),), value), "'x'"
+    )
 
 
 def test_int_and_bool_inputs_are_strict_too() -> None:

@@ -106,18 +106,26 @@ def test_tensor_proto_typed_values_and_broadcast() -> None:
 
 def test_v2_raw_and_json() -> None:
     raw = np.array([[1.5, 2.5]], dtype=np.float32).tobytes()
-    assert v2_codec.from_raw("x", "FP32", (1, 2), raw).tolist() == [[1.5, 2.5]]
+    assert v2_codec.from_raw("x", v2_codec.v2_type("x", "FP32"), (1, 2), raw).tolist() == [
+        [1.5, 2.5]
+    ]
     framed = struct.pack("<I", 2) + b"hi" + struct.pack("<I", 0)
-    assert v2_codec.from_raw("s", "BYTES", (2,), framed).tolist() == [b"hi", b""]
+    assert v2_codec.from_raw("s", v2_codec.v2_type("s", "BYTES"), (2,), framed).tolist() == [
+        b"hi",
+        b"",
+    ]
     assert v2_codec.to_raw(np.array([b"hi", b""], dtype=object)) == framed
-    assert v2_codec.from_json("x", "INT64", (2, 2), [[1, 2], [3, 4]]).dtype == np.int64
+    assert (
+        v2_codec.from_json("x", v2_codec.v2_type("x", "INT64"), (2, 2), [[1, 2], [3, 4]]).dtype
+        == np.int64
+    )
     for call in (
-        lambda: v2_codec.from_raw("x", "FP32", (2,), raw[:4]),
-        lambda: v2_codec.from_raw("s", "BYTES", (1,), b"\x05\x00\x00\x00ab"),
-        lambda: v2_codec.from_json("x", "FP32", (3,), [1.0]),
-        lambda: v2_codec.from_json("x", "INT32", (1,), [1.5]),
+        lambda: v2_codec.from_raw("x", v2_codec.v2_type("x", "FP32"), (2,), raw[:4]),
+        lambda: v2_codec.from_raw("s", v2_codec.v2_type("s", "BYTES"), (1,), b"\x05\x00\x00\x00ab"),
+        lambda: v2_codec.from_json("x", v2_codec.v2_type("x", "FP32"), (3,), [1.0]),
+        lambda: v2_codec.from_json("x", v2_codec.v2_type("x", "INT32"), (1,), [1.5]),
         lambda: v2_codec.declared_shape("x", [-1]),
-        lambda: v2_codec.numpy_dtype("x", "FP128"),
+        lambda: v2_codec.v2_type("x", "FP128"),
     ):
         with pytest.raises(ServingError):
             call()
