@@ -152,8 +152,16 @@ def _split_body(request: Request) -> tuple[bytes, bytes | memoryview]:
 
 
 def _inputs(body: dict[str, Any], binary: bytes | memoryview, nulls: bool) -> dict[str, Any]:
-    # Exact types: orjson makes only dict, list and str, and this runs per request.
     items = body.get("inputs")
+    common = None if binary else v2_codec.decode_common(items)
+    return common if common is not None else decode_inputs(items, binary, nulls)
+
+
+def decode_inputs(items: Any, binary: bytes | memoryview, nulls: bool) -> dict[str, Any]:
+    """The request's inputs, any form the protocol allows, or INVALID_ARGUMENT naming the fault.
+
+    Exact type checks: orjson makes only dict, list and str.
+    """
     if type(items) is not list or not items:
         raise invalid("'inputs' must be a non-empty list")
     inputs: dict[str, Any] = {}
