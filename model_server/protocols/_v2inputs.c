@@ -5,7 +5,7 @@
  * TF Serving's REST API for a small model. This does those checks, and the conversion to the
  * datatype, in one pass over what the JSON parser gave.
  *
- * decode(items, max_elements, max_bytes) -> None | [(name, code, shape, buffer)]
+ * decode(items, max_elements, max_bytes, ndarray) -> None | [(name, code, shape, buffer)]
  *   items: the request's "inputs" as json_body parsed them. Every item must be a dict with
  *   exactly the keys name, datatype, shape and data:
  *     name      a string, not used by an earlier item;
@@ -15,8 +15,9 @@
  *     data      a flat list of exactly that many numbers (ints, or floats for FP32 and FP64;
  *               no bools; ints within the datatype's range, and within 2^53 for the float
  *               types, so that each is rounded once; floats finite, and within float32's
- *               range for FP32), or a C-contiguous float64 or int64 buffer of that many (an
- *               array json_body parsed).
+ *               range for FP32), or a C-contiguous float64 or int64 array of that many
+ *               (json_body's arrays: exactly of type `ndarray`, numpy's, passed in so that this
+ *               needs no numpy headers).
  *   code: the numpy type character of buffer ('f', 'd', 'i' or 'q'); buffer: a bytearray.
  * None: anything else. The caller then decodes the inputs its general way, which accepts or
  * names what is wrong, so this only ever accepts what that accepts, with the same values (the
@@ -87,8 +88,8 @@ static int store_double(double d, Kind kind, char *out, Py_ssize_t i) {
     return 0; /* a float for an integer datatype: refused, by the general path */
 }
 
-/* The numbers of `data` into `out` (count of them); 1: done, 0: not the common form, -1: error. */
-static int fill(PyObject *data, Kind kind, char *out, Py_ssize_t count) {
+/* The numbers of `data` into `out` (count of them); 1: done, 0: not the common form. */
+static int fill(PyObject *data, PyObject *ndarray, Kind kind, char *out, Py_ssize_t count) {
     if (PyList_CheckExact(data)) {
         if (PyList_GET_SIZE(data) != count)
             return 0;
@@ -112,8 +113,7 @@ static int fill(PyObject *data, Kind kind, char *out, Py_ssize_t count) {
         }
         return 1;
     }
-    if (PyList_Check(data) || PyTuple_Check(data) || !PyObject_CheckBuffer(data) ||
-        PyBytes_Check(data) || PyByteArray_Check(data))
+    if ((PyObject *)Py_TYPE(data) != ndarray)
         return 0;
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
@@ -160,7 +160,8 @@ static long long elements_of(PyObject *shape, long long max_elements) {
 }
 
 /* One item as (name, code, shape, buffer); None if not the common form, NULL on error. */
-static PyObject *decode_item(PyObject *item, long long max_elements, long long *bytes_left) {
+static PyObject *decode_item(PyObject *item, PyObject *ndarray, long long max_elements,
+                             long long *bytes_left) {
     if (!PyDict_CheckExact(item) || PyDict_GET_SIZE(item) != 4)
         Py_RETURN_NONE;
     PyObject *name = PyDict_GetItemWithError(item, KEY_NAME);
@@ -186,12 +187,9 @@ static PyObject *decode_item(PyObject *item, long long max_elements, long long *
     PyObject *buffer = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(elements * itemsize));
     if (buffer == NULL)
         return NULL;
-    int filled = fill(data, DATATYPES[which].kind, PyByteArray_AS_STRING(buffer),
-                      (Py_ssize_t)elements);
-    if (filled <= 0) {
+    if (!fill(data, ndarray, DATATYPES[which].kind, PyByteArray_AS_STRING(buffer),
+              (Py_ssize_t)elements)) {
         Py_DECREF(buffer);
-        if (filled < 0)
-            return NULL;
         Py_RETURN_NONE;
     }
     PyObject *dims = PyList_AsTuple(shape);
@@ -204,9 +202,9 @@ static PyObject *decode_item(PyObject *item, long long max_elements, long long *
 
 static PyObject *decode(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *items;
+    PyObject *items, *ndarray;
     long long max_elements, max_bytes;
-    if (!PyArg_ParseTuple(args, "OLL", &items, &max_elements, &max_bytes))
+    if (!PyArg_ParseTuple(args, "OLLO", &items, &max_elements, &max_bytes, &ndarray))
         return NULL;
     if (!PyList_CheckExact(items) || PyList_GET_SIZE(items) == 0 || max_elements < 0 ||
         max_bytes < 0)
@@ -217,7 +215,8 @@ static PyObject *decode(PyObject *self, PyObject *args) {
         return NULL;
     long long bytes_left = max_bytes;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *one = decode_item(PyList_GET_ITEM(items, i), max_elements, &bytes_left);
+        PyObject *one =
+            decode_item(PyList_GET_ITEM(items, i), ndarray, max_elements, &bytes_left);
         if (one == NULL || one == Py_None) {
             Py_DECREF(decoded);
             return one;
@@ -238,7 +237,7 @@ static PyObject *decode(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"decode", decode, METH_VARARGS,
-     "decode(items, max_elements, max_bytes) -> None | [(name, code, shape, buffer)]"},
+     "decode(items, max_elements, max_bytes, ndarray) -> None | [(name, code, shape, buffer)]"},
     {NULL, NULL, 0, NULL},
 };
 

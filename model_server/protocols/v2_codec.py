@@ -60,7 +60,7 @@ def decode_common(items: Any) -> dict[str, np.ndarray] | None:
     if _v2inputs is None:
         return None
     bounds = limits.current()
-    decoded = _v2inputs.decode(items, bounds.max_elements, bounds.max_bytes)
+    decoded = _v2inputs.decode(items, bounds.max_elements, bounds.max_bytes, np.ndarray)
     if decoded is None:
         return None
     return {
