@@ -36,6 +36,7 @@ import dataclasses
 import functools
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -66,10 +67,27 @@ def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
+_PORTS_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port below Linux's ephemeral range, never the same one twice in a run.
+
+    A port the kernel picks (bind to 0) comes from the range outgoing connections use too: one
+    run lost a server that way (mlserver could not bind the port it was given, and the run
+    ended when its readiness wait ran out).
+    """
+    while True:
+        port = random.randrange(20000, 32000)
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
 
 
 # -- tools and peers --------------------------------------------------------------------------
