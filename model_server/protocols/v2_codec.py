@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover - the extension is optional at install t
 
 # _v2inputs' type codes.
 _CODES = {code: np.dtype(code) for code in "fdiq"}
+_INT62 = 1 << 62
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -60,7 +61,11 @@ def decode_common(items: Any) -> dict[str, np.ndarray] | None:
     if _v2inputs is None:
         return None
     bounds = limits.current()
-    decoded = _v2inputs.decode(items, bounds.max_elements, bounds.max_bytes, np.ndarray)
+    # The extension counts in int64: limits set higher than any tensor could be pass as 2^62
+    # (what it declines then, the general path still decodes against the real limit).
+    decoded = _v2inputs.decode(
+        items, min(bounds.max_elements, _INT62), min(bounds.max_bytes, _INT62), np.ndarray
+    )
     if decoded is None:
         return None
     return {

@@ -105,7 +105,10 @@ def general(request_items: Any) -> dict[str, np.ndarray] | ServingError:
         return exc
 
 
-@pytest.fixture(params=[(1 << 26, 256 << 20), (6, 24)], ids=["default-limits", "tiny-limits"])
+@pytest.fixture(
+    params=[(1 << 26, 256 << 20), (6, 24), (1 << 70, 1 << 70)],
+    ids=["default-limits", "tiny-limits", "limits-past-int64"],
+)
 def tensor_limits(request: pytest.FixtureRequest) -> Iterator[None]:
     before = limits.current()
     limits.configure(limits.TensorLimits(*request.param))
