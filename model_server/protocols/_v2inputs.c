@@ -88,53 +88,41 @@ static int store_double(double d, Kind kind, char *out, Py_ssize_t i) {
     return 0; /* a float for an integer datatype: refused, by the general path */
 }
 
-/* The numbers of `data` into `out` (count of them); 1: done, 0: not the common form. */
-static int fill(PyObject *data, PyObject *ndarray, Kind kind, char *out, Py_ssize_t count) {
-    if (PyList_CheckExact(data)) {
-        if (PyList_GET_SIZE(data) != count)
-            return 0;
-        for (Py_ssize_t i = 0; i < count; i++) {
-            PyObject *value = PyList_GET_ITEM(data, i);
-            if (PyFloat_CheckExact(value)) {
-                if (!store_double(PyFloat_AS_DOUBLE(value), kind, out, i))
-                    return 0;
-            } else if (PyLong_CheckExact(value)) { /* not a bool: its type is a subclass */
-                int overflow = 0;
-                long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
-                if (overflow || (v == -1 && PyErr_Occurred())) {
-                    PyErr_Clear();
-                    return 0;
-                }
-                if (!store_int(v, kind, out, i))
-                    return 0;
-            } else {
+/* The numbers of a list (as many as `out` holds) into `out`; 1: done, 0: not the common form. */
+static int fill_list(PyObject *data, Kind kind, char *out, Py_ssize_t count) {
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *value = PyList_GET_ITEM(data, i);
+        if (PyFloat_CheckExact(value)) {
+            if (!store_double(PyFloat_AS_DOUBLE(value), kind, out, i))
+                return 0;
+        } else if (PyLong_CheckExact(value)) { /* not a bool: its type is a subclass */
+            int overflow = 0;
+            long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+            if (overflow || (v == -1 && PyErr_Occurred())) {
+                PyErr_Clear();
                 return 0;
             }
+            if (!store_int(v, kind, out, i))
+                return 0;
+        } else {
+            return 0;
         }
-        return 1;
     }
-    if ((PyObject *)Py_TYPE(data) != ndarray)
-        return 0;
-    Py_buffer view;
-    if (PyObject_GetBuffer(data, &view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
-        PyErr_Clear();
-        return 0;
+    return 1;
+}
+
+/* The numbers of an int64 or float64 buffer into `out`; 1: done, 0: not the common form. An
+ * int64 array for a float datatype converts like the general path's cast: exactly up to 2^53,
+ * and beyond that this gives up (store_int) rather than round twice. */
+static int fill_buffer(const Py_buffer *view, int integer, Kind kind, char *out,
+                       Py_ssize_t count) {
+    for (Py_ssize_t i = 0; i < count; i++) {
+        int stored = integer ? store_int(((const int64_t *)view->buf)[i], kind, out, i)
+                             : store_double(((const double *)view->buf)[i], kind, out, i);
+        if (!stored)
+            return 0;
     }
-    const char *format = view.format ? view.format : "B";
-    int integer = strcmp(format, "q") == 0 || strcmp(format, "l") == 0;
-    int floating = strcmp(format, "d") == 0;
-    int done = 0;
-    if (view.itemsize == 8 && (integer || floating) && view.len / 8 == count) {
-        done = 1;
-        for (Py_ssize_t i = 0; i < count && done; i++) {
-            done = integer ? store_int(((const int64_t *)view.buf)[i], kind, out, i)
-                           : store_double(((const double *)view.buf)[i], kind, out, i);
-        }
-        /* An int64 array for a float datatype converts like the general path's cast: exactly
-         * up to 2^53, and beyond that this gives up (store_int) rather than round twice. */
-    }
-    PyBuffer_Release(&view);
-    return done;
+    return 1;
 }
 
 /* The element count of a shape list, or -1 if it is not the common form or over the limits. */
@@ -183,12 +171,43 @@ static PyObject *decode_item(PyObject *item, PyObject *ndarray, long long max_el
     long long elements = elements_of(shape, max_elements);
     if (elements < 0 || elements > *bytes_left / itemsize)
         Py_RETURN_NONE; /* past the tensor's or the request's byte limit */
+    /* The data must hold that many numbers before anything is allocated: a tiny request
+     * declaring a big shape must not cost a big buffer. */
+    Py_buffer view;
+    int have_view = 0, integer = 0;
+    if (PyList_CheckExact(data)) {
+        if (PyList_GET_SIZE(data) != elements)
+            Py_RETURN_NONE;
+    } else if ((PyObject *)Py_TYPE(data) == ndarray) {
+        if (PyObject_GetBuffer(data, &view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        have_view = 1;
+        const char *format = view.format ? view.format : "B";
+        integer = strcmp(format, "q") == 0 || strcmp(format, "l") == 0;
+        if (view.itemsize != 8 || !(integer || strcmp(format, "d") == 0) ||
+            view.len / 8 != elements) {
+            PyBuffer_Release(&view);
+            Py_RETURN_NONE;
+        }
+    } else {
+        Py_RETURN_NONE;
+    }
     *bytes_left -= elements * itemsize;
     PyObject *buffer = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)(elements * itemsize));
+    int filled = 0;
+    if (buffer != NULL) {
+        char *out = PyByteArray_AS_STRING(buffer);
+        Kind kind = DATATYPES[which].kind;
+        filled = have_view ? fill_buffer(&view, integer, kind, out, (Py_ssize_t)elements)
+                           : fill_list(data, kind, out, (Py_ssize_t)elements);
+    }
+    if (have_view)
+        PyBuffer_Release(&view);
     if (buffer == NULL)
         return NULL;
-    if (!fill(data, ndarray, DATATYPES[which].kind, PyByteArray_AS_STRING(buffer),
-              (Py_ssize_t)elements)) {
+    if (!filled) {
         Py_DECREF(buffer);
         Py_RETURN_NONE;
     }

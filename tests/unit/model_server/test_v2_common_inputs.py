@@ -8,6 +8,7 @@ decline. Hypothesis builds items around the common form and breaks them in every
 from __future__ import annotations
 
 import array
+import tracemalloc
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -184,3 +185,15 @@ def test_a_name_given_twice_is_left_to_the_general_path() -> None:
     item = {"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}
     assert v2_codec.decode_common([item, dict(item)]) is None
     assert isinstance(general([item, dict(item)]), ServingError)
+
+
+def test_a_big_declared_shape_with_little_data_allocates_nothing_big() -> None:
+    # 100 bytes of request must not cost a 256 MB buffer before the count is found short.
+    item = {"name": "x", "datatype": "FP32", "shape": [1 << 26], "data": [1.0]}
+    tracemalloc.start()
+    try:
+        assert v2_codec.decode_common([item]) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
