@@ -109,21 +109,24 @@ class V2Rest:
         outputs: dict[str, Any],
         binary_out: set[str] | bool,
     ) -> Response:
-        chunks: list[bytes] = []
-        entries = []
-        for key, array in outputs.items():
-            # orjson writes the shape tuple as an array, and numeric data straight from numpy.
-            entry = {"name": key, "datatype": v2_codec.datatype(array), "shape": array.shape}
-            if binary_out is True or (binary_out and key in binary_out):
-                raw = v2_codec.to_raw(array)
-                chunks.append(raw)
-                entry["parameters"] = {"binary_data_size": len(raw)}
-            else:
-                entry["data"] = v2_codec.to_json_data(array)
-            entries.append(entry)
         result: dict[str, Any] = {"model_name": name, "model_version": str(version)}
         if "id" in body:
             result["id"] = body["id"]
+        chunks: list[bytes] = []
+        entries = []
+        for key, array in outputs.items():
+            entry: dict[str, Any] = {
+                "name": key,
+                "datatype": v2_codec.datatype(array),
+                "shape": array.shape,  # orjson writes a tuple as an array
+            }
+            if binary_out is True or (binary_out and key in binary_out):
+                raw = v2_codec.to_raw(array)
+                entry["parameters"] = {"binary_data_size": len(raw)}
+                chunks.append(raw)
+            else:
+                entry["data"] = v2_codec.to_json_data(array)
+            entries.append(entry)
         result["outputs"] = entries
         head = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
         if not chunks:

@@ -26,6 +26,12 @@ class Doubler(FakeServable):
         self.gate.set()
         self.entered = threading.Event()
 
+    def hold(self) -> None:
+        """Hold runs at their start; `entered` then tells when the next one got there (a run
+        before the hold must not count: the batch thread may not have taken the next yet)."""
+        self.entered.clear()
+        self.gate.clear()
+
     def run(self, signature: str, inputs: Tensors, output_keys: list[str] | None) -> Tensors:
         self.entered.set()
         self.gate.wait(10)
@@ -51,7 +57,7 @@ def test_queued_requests_are_merged_and_split_back() -> None:
     model = Doubler()
 
     async def body(scheduler: BatchScheduler) -> list[Tensors]:
-        model.gate.clear()
+        model.hold()
         first = scheduler.submit("m", model, "s", {"x": np.array([[1.0]])}, None)
         await asyncio.to_thread(model.entered.wait, 5)
         rest = [
@@ -85,7 +91,7 @@ def test_batches_respect_max_size_and_pad_to_allowed_sizes() -> None:
     model = Doubler()
 
     async def body(scheduler: BatchScheduler) -> list[Tensors]:
-        model.gate.clear()
+        model.hold()
         first = scheduler.submit("m", model, "s", {"x": np.array([[0.5]])}, None)
         await asyncio.to_thread(model.entered.wait, 5)
         rest = [
@@ -106,7 +112,7 @@ def test_a_bad_request_fails_alone() -> None:
     model = Doubler()
 
     async def body(scheduler: BatchScheduler) -> list[object]:
-        model.gate.clear()
+        model.hold()
         first = scheduler.submit("m", model, "s", {"x": np.array([[1.0]])}, None)
         await asyncio.to_thread(model.entered.wait, 5)
         good = scheduler.submit("m", model, "s", {"x": np.array([[2.0]])}, None)
@@ -125,7 +131,7 @@ def test_full_queue_refuses_with_resource_exhausted() -> None:
     model = Doubler()
 
     async def body(scheduler: BatchScheduler) -> None:
-        model.gate.clear()
+        model.hold()
         first = scheduler.submit("m", model, "s", {"x": np.array([[1.0]])}, None)
         await asyncio.to_thread(model.entered.wait, 5)
         queued = scheduler.submit("m", model, "s", {"x": np.array([[1.0], [1.0]])}, None)
@@ -143,7 +149,7 @@ def test_incompatible_shapes_are_not_merged() -> None:
     model = Doubler()
 
     async def body(scheduler: BatchScheduler) -> list[Tensors]:
-        model.gate.clear()
+        model.hold()
         first = scheduler.submit("m", model, "s", {"x": np.ones((1, 1))}, None)
         await asyncio.to_thread(model.entered.wait, 5)
         a = scheduler.submit("m", model, "s", {"x": np.ones((1, 2))}, None)
@@ -160,7 +166,7 @@ def test_under_steady_load_a_batch_waits_for_as_many_rows_as_the_last() -> None:
     model = Doubler()
 
     async def body(scheduler: BatchScheduler) -> None:
-        model.gate.clear()
+        model.hold()
         first = scheduler.submit("m", model, "s", {"x": np.ones((1, 1))}, None)
         await asyncio.to_thread(model.entered.wait, 5)
         wave = [scheduler.submit("m", model, "s", {"x": np.ones((1, 1))}, None) for _ in range(3)]
@@ -195,7 +201,7 @@ def test_without_a_timeout_load_waits_for_company_and_a_lone_request_does_not(
     async def body(scheduler: BatchScheduler) -> float:
         # A lone request: the queue has no history of batches of many, so it runs at once.
         await scheduler.submit("m", model, "s", {"x": np.ones((1, 1))}, None)
-        model.gate.clear()
+        model.hold()
         first = scheduler.submit("m", model, "s", {"x": np.ones((1, 1))}, None)
         await asyncio.to_thread(model.entered.wait, 5)
         wave = [scheduler.submit("m", model, "s", {"x": np.ones((1, 1))}, None) for _ in range(3)]
