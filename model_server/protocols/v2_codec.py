@@ -137,17 +137,10 @@ def from_json(
     `shape` comes from declared_shape: Python ints within the limits.
     """
     dtype = datatype.dtype
-    if dtype.kind == "f" and not typed:
-        # Numbers json_body parsed already (int64 or float64, never a null), or a short list
-        # of them left to orjson: straight to the input's dtype.
-        if type(data) is np.ndarray and data.dtype.kind in "if":
-            array = json_body.as_dtype(data, dtype)
-        else:
-            check_json_numbers(key, data, datatype.tf_name)
-            floats = float_array(data, dtype, nulls)
-            if floats is None:
-                raise invalid(f"input {key!r}: data is not a regular array")
-            array = floats
+    if dtype.kind == "f" and not typed and type(data) is np.ndarray and data.dtype.kind in "if":
+        # Numbers json_body parsed already (int64 or float64, never a null): only the cast
+        # to the input's dtype is left.
+        array = json_body.as_dtype(data, dtype)
     elif datatype.name == "BYTES":
         flat = _flatten_strings(key, data)
         array = np.empty(len(flat), dtype=object)
